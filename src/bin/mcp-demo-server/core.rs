@@ -1,0 +1,438 @@
+//! The demo server's MCP logic, independent of the transport.
+//!
+//! One [`Session`] per MCP session: stdio has exactly one, the HTTP modes
+//! one per client session. Messages come in through [`Session::handle`];
+//! everything the server says goes out through the session's [`Out`],
+//! tagged with the request it relates to (so the Streamable HTTP mode can put
+//! it on that request's stream). Slow tools run on their own threads so that
+//! many requests are in flight at once, as with a real server.
+
+use mcp_proxy::jsonrpc::{self, Kind, Message};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+pub const VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Where a session's outgoing messages go: `(related request id, line)`.
+/// The related id is the raw id of the client request the message belongs
+/// to, or `None` for unrelated traffic (list_changed, replies to pings).
+pub type Out = Arc<dyn Fn(Option<&str>, String) + Send + Sync>;
+
+/// Server-wide knobs, from the command line.
+#[derive(Clone, Default)]
+pub struct Config {
+    pub name: String,
+    /// Delay before answering `initialize`.
+    pub init_delay: Duration,
+    /// Never answer `initialize` (a hung server).
+    pub no_init: bool,
+}
+
+#[derive(Default)]
+struct State {
+    cancelled: HashSet<String>,
+    cancel_log: Vec<String>,
+    waiting: HashMap<String, Sender<Message>>,
+    subscriptions: HashSet<String>,
+    initialize_count: u64,
+    client_name: Option<String>,
+    methods_seen: Vec<String>,
+}
+
+pub struct Session {
+    cfg: Config,
+    out: Out,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+impl Session {
+    pub fn new(cfg: Config, out: Out) -> Arc<Session> {
+        Arc::new(Session {
+            cfg,
+            out,
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn send(&self, related: Option<&str>, line: String) {
+        (self.out)(related, line)
+    }
+
+    fn reply(&self, id: &str, result: Value) {
+        self.send(Some(id), jsonrpc::result_reply(id, &result.to_string()));
+    }
+
+    fn fail(&self, id: &str, code: i64, msg: &str) {
+        self.send(Some(id), jsonrpc::error_reply(Some(id), code, msg, None));
+    }
+
+    fn text(&self, id: &str, text: impl Into<String>) {
+        self.reply(
+            id,
+            json!({"content": [{"type": "text", "text": text.into()}]}),
+        );
+    }
+
+    fn is_cancelled(&self, id: &str) -> bool {
+        self.state.lock().unwrap().cancelled.contains(id)
+    }
+
+    /// Sends a request to the client and waits for its answer.
+    fn ask(&self, related: &str, method: &str, params: Value) -> Option<Message> {
+        let id = format!("\"demo-{}\"", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = channel();
+        self.state.lock().unwrap().waiting.insert(id.clone(), tx);
+        let line =
+            json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}).to_string();
+        let msg = Message::ours(line).with_id(&id);
+        self.send(Some(related), msg.into_raw());
+        rx.recv_timeout(Duration::from_secs(60)).ok()
+    }
+
+    /// Handles one line from the client.
+    pub fn handle_line(self: &Arc<Self>, line: &str) {
+        match Message::parse(line) {
+            Ok(m) => self.handle(m),
+            Err(e) => {
+                eprintln!("demo: bad input: {e}");
+                self.send(None, e.reply());
+            }
+        }
+    }
+
+    pub fn handle(self: &Arc<Self>, m: Message) {
+        match m.kind() {
+            Kind::Response => {
+                let waiter = m
+                    .id()
+                    .and_then(|id| self.state.lock().unwrap().waiting.remove(id));
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(m);
+                    }
+                    None => eprintln!("demo: response to nothing: {}", m.raw()),
+                }
+            }
+            Kind::Notification => self.notification(&m),
+            Kind::Request => {
+                let id = m.id().expect("requests have ids").to_owned();
+                self.state
+                    .lock()
+                    .unwrap()
+                    .methods_seen
+                    .push(m.method().unwrap_or("").to_owned());
+                let me = self.clone();
+                // Everything on its own thread: a slow call never holds up another.
+                thread::spawn(move || me.request(&id, &m));
+            }
+        }
+    }
+
+    fn notification(&self, m: &Message) {
+        let p = m.params().cloned().unwrap_or(Value::Null);
+        match m.method() {
+            Some("notifications/cancelled") => {
+                if let Some(id) = m.get_raw(&["params", "requestId"]) {
+                    let mut st = self.state.lock().unwrap();
+                    st.cancelled.insert(id.to_owned());
+                    st.cancel_log.push(id.to_owned());
+                }
+            }
+            Some("notifications/initialized") | Some("notifications/roots/list_changed") => {}
+            Some(other) => eprintln!("demo: notification {other} {p}"),
+            None => {}
+        }
+    }
+
+    fn request(&self, id: &str, m: &Message) {
+        let method = m.method().unwrap_or("");
+        let p = m.params().cloned().unwrap_or(json!({}));
+        match method {
+            "initialize" => self.initialize(id, &p),
+            "ping" | "logging/setLevel" => self.reply(id, json!({})),
+            "tools/list" => self.reply(id, json!({"tools": tools()})),
+            "tools/call" => self.call(id, m, &p),
+            "resources/list" => self.reply(
+                id,
+                json!({"resources": [{"uri": "demo://greeting", "name": "greeting", "mimeType": "text/plain"}]}),
+            ),
+            "resources/templates/list" => self.reply(
+                id,
+                json!({"resourceTemplates": [{"uriTemplate": "demo://item/{n}", "name": "item"}]}),
+            ),
+            "resources/read" => {
+                let uri = p["uri"].as_str().unwrap_or("");
+                self.reply(id, json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("contents of {uri}")}]}))
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = p["uri"].as_str().unwrap_or("").to_owned();
+                let mut st = self.state.lock().unwrap();
+                if method == "resources/subscribe" {
+                    st.subscriptions.insert(uri);
+                } else {
+                    st.subscriptions.remove(&uri);
+                }
+                drop(st);
+                self.reply(id, json!({}))
+            }
+            "prompts/list" => self.reply(
+                id,
+                json!({"prompts": [{"name": "greet", "description": "Say hello", "arguments": [{"name": "name", "required": true}]}]}),
+            ),
+            "prompts/get" => {
+                let name = p["arguments"]["name"].as_str().unwrap_or("world");
+                self.reply(id, json!({"messages": [{"role": "user", "content": {"type": "text", "text": format!("Hello, {name}!")}}]}))
+            }
+            "completion/complete" => {
+                let v = p["argument"]["value"].as_str().unwrap_or("");
+                let values: Vec<String> = ["alpha", "beta", "gamma"].iter().filter(|s| s.starts_with(v)).map(|s| s.to_string()).collect();
+                self.reply(id, json!({"completion": {"values": values, "hasMore": false}}))
+            }
+            _ => self.fail(id, jsonrpc::METHOD_NOT_FOUND, &format!("Method not found: {method}")),
+        }
+    }
+
+    fn initialize(&self, id: &str, p: &Value) {
+        {
+            let mut st = self.state.lock().unwrap();
+            st.initialize_count += 1;
+            st.client_name = p["clientInfo"]["name"].as_str().map(str::to_owned);
+        }
+        if self.cfg.no_init {
+            return;
+        }
+        thread::sleep(self.cfg.init_delay);
+        let asked = p["protocolVersion"].as_str().unwrap_or("");
+        let version = if VERSIONS.contains(&asked) {
+            asked
+        } else {
+            VERSIONS[VERSIONS.len() - 1]
+        };
+        self.reply(
+            id,
+            json!({
+                "protocolVersion": version,
+                "capabilities": {
+                    "tools": {"listChanged": true},
+                    "resources": {"subscribe": true, "listChanged": true},
+                    "prompts": {"listChanged": true},
+                    "logging": {},
+                    "completions": {}
+                },
+                "serverInfo": {"name": self.cfg.name, "version": env!("CARGO_PKG_VERSION")},
+                "instructions": "A demo server: echo, add, slow, progress and more."
+            }),
+        );
+    }
+
+    fn call(&self, id: &str, m: &Message, p: &Value) {
+        let args = &p["arguments"];
+        let num = |k: &str, d: u64| args[k].as_u64().unwrap_or(d);
+        let s = |k: &str| args[k].as_str().unwrap_or("").to_owned();
+        match p["name"].as_str().unwrap_or("") {
+            "echo" => self.text(id, s("text")),
+            "add" => {
+                let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+                self.reply(id, json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}}))
+            }
+            "slow" => {
+                let ms = num("ms", 1000);
+                for _ in 0..ms / 10 {
+                    if self.is_cancelled(id) {
+                        return; // a cancelled request gets no reply
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                if !self.is_cancelled(id) {
+                    self.text(id, format!("slept {ms} ms"));
+                }
+            }
+            "progress" => {
+                let (steps, ms) = (num("steps", 3), num("ms", 10));
+                if let Some(token) = m.get_raw(&["params", "_meta", "progressToken"]) {
+                    for i in 1..=steps {
+                        thread::sleep(Duration::from_millis(ms));
+                        let line = format!(
+                            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progressToken\":{token},\"progress\":{i},\"total\":{steps},\"message\":\"step {i}\"}}}}"
+                        );
+                        self.send(Some(id), line);
+                    }
+                }
+                self.text(id, format!("{steps} steps done"))
+            }
+            "sample" => match self.ask(
+                id,
+                "sampling/createMessage",
+                json!({"messages": [{"role": "user", "content": {"type": "text", "text": s("prompt")}}], "maxTokens": 100}),
+            ) {
+                Some(r) if !r.is_error() => {
+                    let text = r.value()["result"]["content"]["text"].as_str().unwrap_or("").to_owned();
+                    self.text(id, format!("sampled: {text}"))
+                }
+                Some(r) => self.text(id, format!("sampling failed: {}", r.value()["error"])),
+                None => self.text(id, "sampling timed out"),
+            },
+            "elicit" => match self.ask(
+                id,
+                "elicitation/create",
+                json!({"message": s("message"), "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}}}),
+            ) {
+                Some(r) => self.text(id, format!("elicited: {}", r.value().get("result").unwrap_or(&r.value()["error"]))),
+                None => self.text(id, "elicitation timed out"),
+            },
+            "roots" => match self.ask(id, "roots/list", json!({})) {
+                Some(r) => self.text(id, format!("roots: {}", r.value().get("result").unwrap_or(&r.value()["error"]))),
+                None => self.text(id, "roots timed out"),
+            },
+            "log" => {
+                let level = args["level"].as_str().unwrap_or("info");
+                let line = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "demo", "data": s("text")}});
+                self.send(Some(id), line.to_string());
+                self.text(id, "logged")
+            }
+            "list_changed" => {
+                self.send(None, r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#.into());
+                self.text(id, "sent")
+            }
+            "touch" => {
+                let uri = s("uri");
+                let line = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
+                self.send(None, line.to_string());
+                self.text(id, "touched")
+            }
+            "big" => self.text(id, "x".repeat(num("bytes", 1024) as usize)),
+            "crash" => {
+                eprintln!("demo: crashing as asked");
+                std::process::exit(num("code", 3) as i32);
+            }
+            "noise" => {
+                // Not JSON-RPC, on stdout: a well-behaved proxy logs and skips it.
+                let mut o = std::io::stdout().lock();
+                let _ = writeln!(o, "this is not json");
+                let _ = o.flush();
+                drop(o);
+                eprintln!("demo: noise on stderr");
+                self.text(id, "noisy")
+            }
+            "stderr" => {
+                for i in 0..num("lines", 1) {
+                    eprintln!("demo: {} {i}", s("text"));
+                }
+                self.text(id, "written")
+            }
+            "whoami" => {
+                let st = self.state.lock().unwrap();
+                let v = json!({"clientName": st.client_name, "initializeCount": st.initialize_count, "name": self.cfg.name, "pid": std::process::id()});
+                drop(st);
+                self.text(id, v.to_string())
+            }
+            "cancelled" => {
+                let log = self.state.lock().unwrap().cancel_log.clone();
+                self.text(id, serde_json::to_string(&log).unwrap())
+            }
+            "image" => self.reply(
+                id,
+                json!({"content": [{"type": "image", "mimeType": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="}]}),
+            ),
+            "fail" => self.reply(id, json!({"content": [{"type": "text", "text": s("text")}], "isError": true})),
+            other => self.fail(id, jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {other}")),
+        }
+    }
+}
+
+fn tool(name: &str, description: &str, props: Value) -> Value {
+    json!({"name": name, "description": description, "inputSchema": {"type": "object", "properties": props}})
+}
+
+fn tools() -> Vec<Value> {
+    let s = json!({"type": "string"});
+    let n = json!({"type": "number"});
+    vec![
+        tool("echo", "Returns its text", json!({"text": s})),
+        tool("add", "Adds a and b", json!({"a": n, "b": n})),
+        tool(
+            "slow",
+            "Sleeps ms milliseconds (cancellable)",
+            json!({"ms": n}),
+        ),
+        tool(
+            "progress",
+            "Sends steps progress notifications, ms apart",
+            json!({"steps": n, "ms": n}),
+        ),
+        tool(
+            "sample",
+            "Asks the client to sample (sampling/createMessage)",
+            json!({"prompt": s}),
+        ),
+        tool(
+            "elicit",
+            "Asks the client for input (elicitation/create)",
+            json!({"message": s}),
+        ),
+        tool(
+            "roots",
+            "Asks the client for its roots (roots/list)",
+            json!({}),
+        ),
+        tool(
+            "log",
+            "Sends a log message notification",
+            json!({"level": s, "text": s}),
+        ),
+        tool(
+            "list_changed",
+            "Sends notifications/tools/list_changed",
+            json!({}),
+        ),
+        tool(
+            "touch",
+            "Sends notifications/resources/updated for uri",
+            json!({"uri": s}),
+        ),
+        tool(
+            "big",
+            "Returns a text of the given number of bytes",
+            json!({"bytes": n}),
+        ),
+        tool(
+            "crash",
+            "Exits at once with the given code",
+            json!({"code": n}),
+        ),
+        tool(
+            "noise",
+            "Prints a non-JSON line on stdout and a line on stderr",
+            json!({}),
+        ),
+        tool(
+            "stderr",
+            "Writes lines to stderr",
+            json!({"text": s, "lines": n}),
+        ),
+        tool(
+            "whoami",
+            "Tells the client name from initialize, the initialize count and the pid",
+            json!({}),
+        ),
+        tool(
+            "cancelled",
+            "Lists the request ids this server saw cancelled",
+            json!({}),
+        ),
+        tool("image", "Returns a 1x1 PNG", json!({})),
+        tool(
+            "fail",
+            "Returns an isError result with text",
+            json!({"text": s}),
+        ),
+    ]
+}

@@ -1,0 +1,408 @@
+//! Local stdio MCP servers: spawning, and the pumps that own their pipes.
+//!
+//! Each child runs in its own process group with `PR_SET_PDEATHSIG`, so a
+//! signal to the group reaches everything it started and the child dies with
+//! us even when we are SIGKILLed. Linux delivers the death signal when the
+//! *thread* that forked the child exits, so children must be spawned from a
+//! thread that lives as long as the child is wanted (the router's thread).
+//!
+//! Threads, one per fd: `<name>-stdout` reads lines until EOF, `<name>-stdin`
+//! writes queued lines until its channel closes or the pipe breaks,
+//! `<name>-stderr` copies lines to our stderr with the server's name in front
+//! until EOF. None of them is ever joined; they end with their fd.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Variables every child gets even without `--pass-environment`: the SDK's
+/// safe list plus what `npx` and `uvx` need to find their caches.
+pub const SAFE_ENV: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR",
+];
+
+/// How to start one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// The server's name: `default` or the named server's name.
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    /// The complete environment of the child (see [`child_env`]).
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// The child's environment: the safe list (or everything with
+/// `pass_environment`), then `extra` on top.
+pub fn child_env(pass_environment: bool, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, v)| {
+            pass_environment || (SAFE_ENV.contains(&k.as_str()) && !v.starts_with("()"))
+        })
+        .collect();
+    for (k, v) in extra {
+        env.insert(k.clone(), v.clone());
+    }
+    let mut env: Vec<_> = env.into_iter().collect();
+    env.sort();
+    env
+}
+
+/// A running child. Dropping it kills the whole process group.
+pub struct ChildProcess {
+    pub pid: u32,
+    child: std::process::Child,
+    reaped: Option<ExitStatus>,
+}
+
+/// The child's three pipes, each to be handed to its own pump.
+pub struct Pipes {
+    pub stdin: ChildStdin,
+    pub stdout: ChildStdout,
+    pub stderr: ChildStderr,
+}
+
+pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Our termination signals are blocked for the sigwait thread;
+            // the mask is inherited, so undo it or SIGTERM never arrives.
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &all, std::ptr::null_mut());
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start '{}' for server '{}': {e}",
+                spec.program, spec.name
+            ),
+        )
+    })?;
+    let pipes = Pipes {
+        stdin: child.stdin.take().expect("stdin is piped"),
+        stdout: child.stdout.take().expect("stdout is piped"),
+        stderr: child.stderr.take().expect("stderr is piped"),
+    };
+    Ok((
+        ChildProcess {
+            pid: child.id(),
+            child,
+            reaped: None,
+        },
+        pipes,
+    ))
+}
+
+impl ChildProcess {
+    /// Reaps the child if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.reaped.is_none() {
+            self.reaped = self.child.try_wait().ok().flatten();
+        }
+        self.reaped
+    }
+
+    /// Sends `sig` to the child's whole process group.
+    pub fn signal_group(&self, sig: i32) {
+        // SAFETY: plain syscall; the pgid is the child's pid (setpgid(0,0)).
+        unsafe {
+            libc::killpg(self.pid as libc::pid_t, sig);
+        }
+    }
+
+    /// The stdio shutdown sequence (TRANSPORTS ST-07): the caller has closed
+    /// stdin; wait up to `grace`, then SIGTERM the group, wait `grace` again,
+    /// then SIGKILL it. The group is signalled even after the leader exits so
+    /// that grandchildren go too.
+    pub fn shutdown(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if self.wait_for(grace).is_none() {
+            self.signal_group(libc::SIGTERM);
+            if self.wait_for(grace).is_none() {
+                self.signal_group(libc::SIGKILL);
+                self.reaped = self.child.wait().ok();
+            }
+        }
+        self.signal_group(libc::SIGKILL);
+        self.reaped
+    }
+
+    fn wait_for(&mut self, d: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + d;
+        loop {
+            if let Some(s) = self.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.signal_group(libc::SIGKILL);
+        if self.reaped.is_none() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the stdout pump reports.
+#[derive(Debug)]
+pub enum Line {
+    /// One line, without its `\n` (and without a trailing `\r`).
+    Text(String),
+    /// A line longer than the limit was skipped; its length so far.
+    TooLong(usize),
+    /// A line that is not UTF-8 was skipped.
+    NotUtf8,
+    /// EOF or a read error: the child closed its stdout.
+    Eof,
+}
+
+/// Starts the stdout pump: every line goes to `sink` until EOF, after which
+/// `sink` gets [`Line::Eof`] once. `sink` returning false stops the pump.
+pub fn spawn_stdout_reader<F>(
+    name: &str,
+    stdout: ChildStdout,
+    max_line: usize,
+    sink: F,
+) -> io::Result<()>
+where
+    F: FnMut(Line) -> bool + Send + 'static,
+{
+    thread::Builder::new()
+        .name(format!("{name}-stdout"))
+        .spawn(move || read_lines(stdout, max_line, sink))?;
+    Ok(())
+}
+
+/// Splits a byte stream into bounded lines. Public for our own stdin, which
+/// follows the same framing.
+pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, mut sink: F) {
+    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    loop {
+        let (consumed, done) = match r.fill_buf() {
+            Ok([]) | Err(_) => {
+                // A last line without its newline still counts.
+                if !skipping && !line.iter().all(u8::is_ascii_whitespace) {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    match String::from_utf8(std::mem::take(&mut line)) {
+                        Ok(s) => sink(Line::Text(s)),
+                        Err(_) => sink(Line::NotUtf8),
+                    };
+                }
+                sink(Line::Eof);
+                return;
+            }
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    if !skipping {
+                        line.extend_from_slice(&buf[..i]);
+                    }
+                    (i + 1, true)
+                }
+                None => {
+                    if !skipping {
+                        line.extend_from_slice(buf);
+                    }
+                    (buf.len(), false)
+                }
+            },
+        };
+        r.consume(consumed);
+        if !skipping && line.len() > max_line {
+            if !sink(Line::TooLong(line.len())) {
+                return;
+            }
+            line = Vec::new();
+            skipping = true;
+        }
+        if done {
+            if skipping {
+                skipping = false;
+                continue;
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let text = std::mem::take(&mut line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let keep_going = match String::from_utf8(text) {
+                Ok(s) => sink(Line::Text(s)),
+                Err(_) => sink(Line::NotUtf8),
+            };
+            if !keep_going {
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the stdin pump: writes each queued line plus `\n`, flushing when
+/// the queue is momentarily empty. Ends (closing the pipe) when every sender
+/// is gone or the child stops reading.
+pub fn spawn_stdin_writer(name: &str, stdin: ChildStdin, rx: Receiver<String>) -> io::Result<()> {
+    thread::Builder::new()
+        .name(format!("{name}-stdin"))
+        .spawn(move || {
+            // A write error means the child stopped reading (it exited); the
+            // stdout pump reports that.
+            let _ = write_lines(stdin, rx);
+        })?;
+    Ok(())
+}
+
+/// The writing half shared by the child's stdin and our stdout.
+pub fn write_lines<W: Write>(w: W, rx: Receiver<String>) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    while let Ok(mut line) = rx.recv() {
+        loop {
+            line.push('\n');
+            w.write_all(line.as_bytes())?;
+            match rx.try_recv() {
+                Ok(next) => line = next,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return w.flush(),
+            }
+        }
+        w.flush()?;
+    }
+    w.flush()
+}
+
+/// Starts the stderr drain: each line goes to our stderr as `[name] line`.
+/// It runs on its own thread so a child flooding stderr never blocks on a
+/// full pipe while we wait for its stdout.
+pub fn spawn_stderr_drain(name: &str, stderr: ChildStderr) -> io::Result<()> {
+    let prefix = format!("[{name}] ");
+    thread::Builder::new()
+        .name(format!("{name}-stderr"))
+        .spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.by_ref().take(64 * 1024).read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        let text = text.trim_end_matches(['\n', '\r']);
+                        // Ignore write errors: a full disk must not stop the drain,
+                        // or the child would block on its stderr pipe.
+                        let _ = writeln!(io::stderr().lock(), "{prefix}{text}");
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        read_lines(input, max, |l| {
+            out.push(match l {
+                Line::Text(s) => s,
+                Line::TooLong(n) => format!("<too long {n}>"),
+                Line::NotUtf8 => "<not utf8>".into(),
+                Line::Eof => "<eof>".into(),
+            });
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn splits_bounded_lines() {
+        assert_eq!(lines(b"a\r\nb\n\n  \nc", 100), vec!["a", "b", "c", "<eof>"]);
+        assert_eq!(
+            lines(b"0123456789abc\nok\n", 10),
+            vec!["<too long 13>", "ok", "<eof>"]
+        );
+        assert_eq!(
+            lines(b"\xff\xfe\nok\n", 10),
+            vec!["<not utf8>", "ok", "<eof>"]
+        );
+    }
+
+    #[test]
+    fn env_keeps_only_safe_vars_unless_asked() {
+        let env = child_env(false, &[("EXTRA".into(), "1".into())]);
+        assert!(env
+            .iter()
+            .all(|(k, _)| SAFE_ENV.contains(&k.as_str()) || k == "EXTRA"));
+        assert!(env.iter().any(|(k, v)| k == "EXTRA" && v == "1"));
+    }
+
+    #[test]
+    fn spawn_and_shutdown_kill_the_group() {
+        let spec = ChildSpec {
+            name: "t".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), "trap '' TERM; sleep 30 & wait".into()],
+            env: child_env(false, &[]),
+            cwd: None,
+        };
+        let (mut child, pipes) = spawn(&spec).unwrap();
+        drop(pipes);
+        let status = child.shutdown(Duration::from_millis(100));
+        assert!(status.is_some(), "the child was reaped");
+    }
+
+    #[test]
+    fn spawn_error_names_the_program() {
+        let spec = ChildSpec {
+            name: "x".into(),
+            program: "/no/such/program".into(),
+            args: vec![],
+            env: vec![],
+            cwd: None,
+        };
+        let err = spawn(&spec).err().expect("spawn fails");
+        assert!(err.to_string().contains("/no/such/program"), "{err}");
+    }
+}

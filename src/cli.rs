@@ -1,0 +1,588 @@
+//! Command-line parsing into a plain [`Args`] value.
+//!
+//! Flags and environment follow the Python mcp-proxy 0.13.0 (UPSTREAM.md
+//! §2.2, §2.3) so existing scripts keep working, minus its bugs: `--sse-port`
+//! and `--sse-host` really work, `--log-level` takes any case, and neither
+//! `--allow-origin` nor `--verify-ssl` swallows the positional that follows.
+//! Options and positionals may be intermixed as with argparse; everything
+//! after `--` belongs to the server command.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub const HELP: &str = "\
+mcp-proxy: a transport bridge for the Model Context Protocol (MCP)
+
+Usage:
+  mcp-proxy [OPTIONS] URL                        client mode: local stdio <-> remote HTTP server
+  mcp-proxy [OPTIONS] [--] COMMAND [ARGS...]     server mode: HTTP clients <-> local stdio server
+  mcp-proxy [OPTIONS] --named-server NAME CMD    server mode with named servers
+
+A URL (http:// or https://) selects client mode; anything else is the command
+of the default stdio server. Put -- before server arguments that start with -.
+
+Client mode options:
+  -H, --headers KEY VALUE     add an HTTP header to every request (repeatable)
+      --transport MODE        auto, sse or streamablehttp [default: auto: try
+                              Streamable HTTP, fall back to HTTP+SSE]
+      --verify-ssl [VALUE]    verify TLS certificates: true/false, or the path
+                              of a CA bundle (PEM) to trust [default: true]
+      --no-verify-ssl         do not verify TLS certificates (insecure)
+
+Server mode options:
+      --host HOST             address to listen on [default: 127.0.0.1]
+      --port PORT             port to listen on, 0 for a random one [default: 0]
+      --sse-host HOST         deprecated alias of --host
+      --sse-port PORT         deprecated alias of --port
+  -e, --env KEY VALUE         environment variable for the default server (repeatable)
+      --cwd DIR               working directory of the default server
+      --pass-environment      pass the proxy's whole environment to every server
+      --no-pass-environment   pass only PATH, HOME and a few safe variables [default]
+      --named-server NAME CMD add a server at /servers/NAME/; CMD is split into
+                              words like a shell would, without running one (repeatable)
+      --named-server-config FILE
+                              read named servers from an mcpServers JSON file
+                              (then --named-server is ignored)
+      --stateless             Streamable HTTP without sessions
+      --no-stateless          keep sessions [default]
+      --allow-origin ORIGIN   allow this browser origin and enable CORS; '*' allows
+                              any (repeatable)
+      --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
+                              [default: mcp-session-id]
+      --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
+      --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
+
+Limits:
+      --max-message-size BYTES
+                              largest message accepted from a server or remote
+                              [default: 33554432]
+
+General options:
+      --log-level LEVEL       debug, info, warning, error or critical, any case
+                              [default: info]
+      --debug                 same as --log-level debug
+      --no-debug              undo --debug
+  -h, --help                  print this help and exit
+      --version               print the version and exit
+
+Environment:
+  SSE_URL            URL to use when none is given (client mode)
+  API_ACCESS_TOKEN   client mode: send Authorization: Bearer <token>
+  RUST_LOG           detailed log filter (overrides --log-level)
+
+Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Auto,
+    Sse,
+    StreamableHttp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifySsl {
+    Yes,
+    No,
+    CaBundle(PathBuf),
+}
+
+/// Everything the command line and environment say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    /// `command_or_url`: a URL (client mode) or the default server's command.
+    pub target: Option<String>,
+    /// Arguments of the default server's command.
+    pub child_args: Vec<String>,
+
+    pub headers: Vec<(String, String)>,
+    pub access_token: Option<String>,
+    pub transport: Transport,
+    pub verify_ssl: VerifySsl,
+
+    pub log_level: log::LevelFilter,
+
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub pass_environment: bool,
+    pub named_servers: Vec<(String, String)>,
+    pub named_server_config: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    pub stateless: bool,
+    pub allow_origins: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub keepalive: Option<Duration>,
+    pub max_body_bytes: usize,
+    pub max_message_bytes: usize,
+}
+
+impl Args {
+    /// Client mode when the target is an http(s) URL.
+    pub fn client_url(&self) -> Option<&str> {
+        self.target.as_deref().filter(|t| is_url(t))
+    }
+}
+
+pub fn is_url(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            target: None,
+            child_args: Vec::new(),
+            headers: Vec::new(),
+            access_token: None,
+            transport: Transport::Auto,
+            verify_ssl: VerifySsl::Yes,
+            log_level: log::LevelFilter::Info,
+            env: Vec::new(),
+            cwd: None,
+            pass_environment: false,
+            named_servers: Vec::new(),
+            named_server_config: None,
+            host: "127.0.0.1".into(),
+            port: 0,
+            stateless: false,
+            allow_origins: Vec::new(),
+            expose_headers: vec!["mcp-session-id".into()],
+            keepalive: Some(Duration::from_secs(15)),
+            max_body_bytes: 16 << 20,
+            max_message_bytes: 32 << 20,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Box<Args>),
+    Help,
+    Version,
+}
+
+/// A usage error: one line naming the flag and the fix; exit status 2.
+#[derive(Debug, PartialEq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        match e {
+            lexopt::Error::UnexpectedOption(o) => UsageError(format!(
+                "unknown option '{o}' (see --help; to pass it to the server command, put the command after '--')"
+            )),
+            lexopt::Error::MissingValue { option: Some(o) } => {
+                UsageError(format!("option '{o}' needs a value (see --help)"))
+            }
+            other => UsageError(other.to_string()),
+        }
+    }
+}
+
+fn string(v: OsString, what: &str) -> Result<String, UsageError> {
+    v.into_string()
+        .map_err(|v| UsageError(format!("{what}: {v:?} is not valid UTF-8")))
+}
+
+fn number<T: std::str::FromStr>(v: OsString, flag: &str) -> Result<T, UsageError> {
+    let s = string(v, flag)?;
+    s.parse()
+        .map_err(|_| UsageError(format!("{flag}: '{s}' is not a valid number")))
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, UsageError> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "trace" => log::LevelFilter::Trace,
+        "debug" => log::LevelFilter::Debug,
+        "info" => log::LevelFilter::Info,
+        "warning" | "warn" => log::LevelFilter::Warn,
+        "error" | "critical" => log::LevelFilter::Error,
+        "off" => log::LevelFilter::Off,
+        _ => {
+            return Err(UsageError(format!(
+                "--log-level: '{s}' is not a level; use debug, info, warning, error or critical"
+            )))
+        }
+    })
+}
+
+fn bool_word(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn verify_value(s: &str) -> Result<VerifySsl, UsageError> {
+    match bool_word(s) {
+        Some(true) => Ok(VerifySsl::Yes),
+        Some(false) => Ok(VerifySsl::No),
+        None => {
+            let p = PathBuf::from(s);
+            if !p.is_file() {
+                return Err(UsageError(format!(
+                    "--verify-ssl: '{s}' is neither true/false nor a CA bundle file that exists"
+                )));
+            }
+            Ok(VerifySsl::CaBundle(p))
+        }
+    }
+}
+
+/// Parses the arguments (without the program name). `getenv` supplies
+/// `SSE_URL` and `API_ACCESS_TOKEN`, so tests need not touch the process env.
+pub fn parse<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let mut a = Args::default();
+    let mut p = lexopt::Parser::from_args(argv);
+    let mut positionals: Vec<String> = Vec::new();
+    let (mut port, mut sse_port, mut host, mut sse_host) = (None, None, None, None);
+    let mut debug = false;
+    let mut level = None;
+    let mut expose: Vec<String> = Vec::new();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("version") => return Ok(Command::Version),
+            Short('H') | Long("headers") | Long("header") => {
+                let k = string(p.value()?, "--headers")?;
+                let v = string(
+                    p.value()
+                        .map_err(|_| UsageError("--headers needs KEY VALUE".into()))?,
+                    "--headers",
+                )?;
+                if k.is_empty() || k.bytes().any(|b| !(b.is_ascii_graphic() && b != b':')) {
+                    return Err(UsageError(format!(
+                        "--headers: '{k}' is not a valid header name"
+                    )));
+                }
+                if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(UsageError(format!(
+                        "--headers: the value of '{k}' contains a line break or NUL, which would split the request"
+                    )));
+                }
+                a.headers.push((k, v));
+            }
+            Long("transport") => {
+                let v = string(p.value()?, "--transport")?;
+                a.transport = match v.to_ascii_lowercase().as_str() {
+                    "auto" => Transport::Auto,
+                    "sse" => Transport::Sse,
+                    "streamablehttp" | "streamable-http" | "streamable_http" | "http" => {
+                        Transport::StreamableHttp
+                    }
+                    _ => {
+                        return Err(UsageError(format!(
+                            "--transport: '{v}' is not a transport; use auto, sse or streamablehttp"
+                        )))
+                    }
+                };
+            }
+            Long("verify-ssl") => {
+                if let Some(v) = p.optional_value() {
+                    a.verify_ssl = verify_value(&string(v, "--verify-ssl")?)?;
+                } else {
+                    // `--verify-ssl VALUE`: take the next word only if it is a
+                    // boolean or a CA path, never a URL or an option.
+                    let mut raw = p.raw_args()?;
+                    let next = raw.peek().and_then(|s| s.to_str()).map(str::to_owned);
+                    a.verify_ssl = VerifySsl::Yes;
+                    if let Some(n) = next {
+                        if bool_word(&n).is_some()
+                            || (!n.starts_with('-') && !is_url(&n) && PathBuf::from(&n).is_file())
+                        {
+                            raw.next();
+                            a.verify_ssl = verify_value(&n)?;
+                        }
+                    }
+                }
+            }
+            Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
+            Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
+            Long("debug") => debug = true,
+            Long("no-debug") => debug = false,
+            Short('e') | Long("env") => {
+                let k = string(p.value()?, "--env")?;
+                let v = string(
+                    p.value()
+                        .map_err(|_| UsageError("--env needs KEY VALUE".into()))?,
+                    "--env",
+                )?;
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(UsageError(format!(
+                        "--env: '{k}' is not a valid variable name"
+                    )));
+                }
+                a.env.push((k, v));
+            }
+            Long("cwd") => a.cwd = Some(PathBuf::from(p.value()?)),
+            Long("pass-environment") => a.pass_environment = true,
+            Long("no-pass-environment") => a.pass_environment = false,
+            Long("named-server") => {
+                let name = string(p.value()?, "--named-server")?;
+                let cmd = string(
+                    p.value().map_err(|_| {
+                        UsageError("--named-server needs NAME 'COMMAND STRING'".into())
+                    })?,
+                    "--named-server",
+                )?;
+                a.named_servers.push((name, cmd));
+            }
+            Long("named-server-config") => a.named_server_config = Some(PathBuf::from(p.value()?)),
+            Long("port") => port = Some(number::<u16>(p.value()?, "--port")?),
+            Long("sse-port") => sse_port = Some(number::<u16>(p.value()?, "--sse-port")?),
+            Long("host") => host = Some(string(p.value()?, "--host")?),
+            Long("sse-host") => sse_host = Some(string(p.value()?, "--sse-host")?),
+            Long("stateless") => a.stateless = true,
+            Long("no-stateless") => a.stateless = false,
+            Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
+            Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
+            Long("keepalive") => {
+                let secs: u64 = number(p.value()?, "--keepalive")?;
+                a.keepalive = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            Long("max-body-size") => a.max_body_bytes = number(p.value()?, "--max-body-size")?,
+            Long("max-message-size") => {
+                a.max_message_bytes = number(p.value()?, "--max-message-size")?
+            }
+            Value(v) => positionals.push(string(v, "argument")?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    a.log_level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        level.unwrap_or(log::LevelFilter::Info)
+    };
+    a.port = port.or(sse_port).unwrap_or(0);
+    a.host = host.or(sse_host).unwrap_or_else(|| "127.0.0.1".into());
+    if !expose.is_empty() {
+        a.expose_headers = expose;
+    }
+    let mut pos = positionals.into_iter();
+    a.target = pos
+        .next()
+        .or_else(|| getenv("SSE_URL").filter(|s| !s.is_empty()));
+    a.child_args = pos.collect();
+    a.access_token = getenv("API_ACCESS_TOKEN").filter(|s| !s.is_empty());
+    if a.max_body_bytes == 0 || a.max_message_bytes == 0 {
+        return Err(UsageError(
+            "--max-body-size and --max-message-size must be positive".into(),
+        ));
+    }
+    if a.target.is_none() && a.named_servers.is_empty() && a.named_server_config.is_none() {
+        return Err(UsageError(
+            "nothing to do: give a URL (client mode), a server command, or --named-server / --named-server-config (see --help)".into(),
+        ));
+    }
+    if a.client_url().is_some() && !a.child_args.is_empty() {
+        return Err(UsageError(format!(
+            "unexpected argument '{}' after the URL (client mode takes a single URL)",
+            a.child_args[0]
+        )));
+    }
+    Ok(Command::Run(Box::new(a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Args, String> {
+        run_env(args, &[])
+    }
+
+    fn run_env(args: &[&str], env: &[(&str, &str)]) -> Result<Args, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let getenv = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().copied(), &getenv) {
+            Ok(Command::Run(a)) => Ok(*a),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn client_mode_basics() {
+        let a = run(&[
+            "-H",
+            "Authorization",
+            "Bearer T",
+            "--transport",
+            "sse",
+            "http://h/sse",
+        ])
+        .unwrap();
+        assert_eq!(a.client_url(), Some("http://h/sse"));
+        assert_eq!(a.headers, vec![("Authorization".into(), "Bearer T".into())]);
+        assert_eq!(a.transport, Transport::Sse);
+        assert_eq!(run(&["https://h/mcp"]).unwrap().transport, Transport::Auto);
+        let a = run_env(
+            &[],
+            &[("SSE_URL", "http://h/sse"), ("API_ACCESS_TOKEN", "tok")],
+        )
+        .unwrap();
+        assert_eq!(a.client_url(), Some("http://h/sse"));
+        assert_eq!(a.access_token.as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn verify_ssl_does_not_swallow_the_url() {
+        let a = run(&["--verify-ssl", "https://h/mcp"]).unwrap();
+        assert_eq!(a.verify_ssl, VerifySsl::Yes);
+        assert_eq!(a.client_url(), Some("https://h/mcp"));
+        assert_eq!(
+            run(&["--verify-ssl", "false", "https://h/mcp"])
+                .unwrap()
+                .verify_ssl,
+            VerifySsl::No
+        );
+        assert_eq!(
+            run(&["--verify-ssl=OFF", "https://h/mcp"])
+                .unwrap()
+                .verify_ssl,
+            VerifySsl::No
+        );
+        assert_eq!(
+            run(&["--no-verify-ssl", "https://h/mcp"])
+                .unwrap()
+                .verify_ssl,
+            VerifySsl::No
+        );
+        let ca = std::env::temp_dir().join("mcp-proxy-cli-test-ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let a = run(&["--verify-ssl", ca.to_str().unwrap(), "https://h/mcp"]).unwrap();
+        assert_eq!(a.verify_ssl, VerifySsl::CaBundle(ca));
+        assert!(run(&["--verify-ssl=/no/such/ca.pem", "https://h"])
+            .unwrap_err()
+            .contains("--verify-ssl"));
+    }
+
+    #[test]
+    fn server_mode_basics() {
+        let a = run(&[
+            "--port", "8080", "-e", "K", "V", "--", "uvx", "srv", "--flag",
+        ])
+        .unwrap();
+        assert_eq!(a.port, 8080);
+        assert_eq!(a.target.as_deref(), Some("uvx"));
+        assert_eq!(a.child_args, vec!["srv", "--flag"]);
+        assert_eq!(a.env, vec![("K".into(), "V".into())]);
+        assert_eq!(a.host, "127.0.0.1");
+        // intermixed, as argparse allows
+        let a = run(&["my-server", "--port", "1", "arg1", "--stateless"]).unwrap();
+        assert_eq!(a.target.as_deref(), Some("my-server"));
+        assert_eq!(a.child_args, vec!["arg1"]);
+        assert!(a.stateless);
+    }
+
+    #[test]
+    fn deprecated_aliases_work_and_port_wins() {
+        let a = run(&["--sse-port", "9000", "--sse-host", "0.0.0.0", "srv"]).unwrap();
+        assert_eq!((a.port, a.host.as_str()), (9000, "0.0.0.0"));
+        let a = run(&["--sse-port", "9000", "--port", "9001", "srv"]).unwrap();
+        assert_eq!(a.port, 9001);
+    }
+
+    #[test]
+    fn allow_origin_is_not_greedy() {
+        let a = run(&["--allow-origin", "*", "uvx", "srv"]).unwrap();
+        assert_eq!(a.allow_origins, vec!["*"]);
+        assert_eq!(a.target.as_deref(), Some("uvx"));
+        assert_eq!(a.expose_headers, vec!["mcp-session-id"]);
+        let a = run(&["--expose-header", "x-a", "--expose-header", "x-b", "srv"]).unwrap();
+        assert_eq!(a.expose_headers, vec!["x-a", "x-b"]);
+    }
+
+    #[test]
+    fn log_levels_any_case() {
+        assert_eq!(
+            run(&["--log-level", "debug", "srv"]).unwrap().log_level,
+            log::LevelFilter::Debug
+        );
+        assert_eq!(
+            run(&["--log-level", "WARNING", "srv"]).unwrap().log_level,
+            log::LevelFilter::Warn
+        );
+        assert_eq!(
+            run(&["--log-level", "Critical", "srv"]).unwrap().log_level,
+            log::LevelFilter::Error
+        );
+        assert_eq!(
+            run(&["--log-level", "error", "--debug", "srv"])
+                .unwrap()
+                .log_level,
+            log::LevelFilter::Debug
+        );
+        assert!(run(&["--log-level", "loud", "srv"])
+            .unwrap_err()
+            .contains("--log-level"));
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "nothing to do"),
+            (&["--port", "x", "srv"], "--port"),
+            (&["--port", "70000", "srv"], "--port"),
+            (&["--transport", "ws", "http://h"], "--transport"),
+            (&["--bogus", "srv"], "--bogus"),
+            (&["-H", "Bad Name", "v", "http://h"], "--headers"),
+            (&["-H", "X", "a\r\nInjected: 1", "http://h"], "line break"),
+            (&["-H", "X"], "--headers"),
+            (&["http://h", "extra"], "extra"),
+            (&["--env", "A=B", "v", "srv"], "--env"),
+        ];
+        for (args, want) in cases {
+            let err = run(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(["--help"], &|_| None), Ok(Command::Help));
+        assert_eq!(parse(["-h", "--bogus"], &|_| None), Ok(Command::Help));
+        assert_eq!(parse(["--version"], &|_| None), Ok(Command::Version));
+    }
+
+    #[test]
+    fn named_servers() {
+        let a = run(&[
+            "--named-server",
+            "fetch",
+            "uvx mcp-server-fetch",
+            "--named-server-config",
+            "c.json",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.named_servers,
+            vec![("fetch".into(), "uvx mcp-server-fetch".into())]
+        );
+        assert_eq!(a.named_server_config, Some(PathBuf::from("c.json")));
+        assert_eq!(a.target, None);
+    }
+}
