@@ -12,6 +12,7 @@
 pub mod child;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod jsonrpc;
 pub mod logging;
 pub mod server;
