@@ -18,4 +18,5 @@ pub mod logging;
 pub mod server;
 pub mod signals;
 pub mod sse;
+pub mod supervisor;
 pub mod util;
