@@ -27,6 +27,8 @@ const FOREIGN: &[&str] = &[
     "--foo", "--flag",                                  // stand-ins for a server command's flags
     "--release", "--locked", "--target", "--bin", "--check", // cargo
     "--now", "-u",                                      // systemctl, journalctl
+    // The Python tool's login flags, which the README says we do not take yet.
+    "--client-id", "--client-secret", "--token-url", "--username", "--password", "--digest",
 ];
 
 fn help() -> String {
