@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod jsonrpc;
 pub mod logging;
+pub mod router;
 pub mod server;
 pub mod signals;
 pub mod sse;
