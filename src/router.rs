@@ -1375,7 +1375,9 @@ impl Router {
         } else {
             s.posts.get_mut(&n).expect("checked above")
         };
-        if n == MAIN && st.tx.is_some() {
+        // A resumption supersedes the connection it resumes (the client
+        // saw it break before we did); a second fresh stream is a conflict.
+        if n == MAIN && st.tx.is_some() && after.is_none() {
             return GetReply::Error {
                 status: 409,
                 body: jsonrpc::error_body(
