@@ -27,7 +27,9 @@ use crate::jsonrpc::{self, Kind, Message};
 use crate::util;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
+};
 use std::thread;
 use std::time::Duration;
 
@@ -181,7 +183,13 @@ pub enum Event {
 pub struct Config {
     pub spec: ChildSpec,
     pub max_message_bytes: usize,
+    /// How long the child may take to answer the proxy's `initialize`;
+    /// `None` waits as long as it takes (npx may be downloading).
+    pub init_timeout: Option<Duration>,
 }
+
+/// How often a slow `initialize` is reported while we wait for it.
+const INIT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts the router thread and its child, and waits for the child to
 /// answer the proxy's `initialize`. Returns the router's event sender.
@@ -189,15 +197,42 @@ pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
     let (tx, rx) = channel();
     let (ready_tx, ready_rx) = channel();
     let name = cfg.spec.name.clone();
+    let init_timeout = cfg.init_timeout;
     let router_tx = tx.clone();
     thread::Builder::new()
         .name(format!("router-{name}"))
         .spawn(move || Router::new(cfg, router_tx).run(rx, ready_tx))
         .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(tx),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("server '{name}' stopped before it was ready")),
+    let started = std::time::Instant::now();
+    loop {
+        let wait = match init_timeout {
+            Some(t) => t
+                .saturating_sub(started.elapsed())
+                .min(INIT_REPORT_INTERVAL),
+            None => INIT_REPORT_INTERVAL,
+        };
+        match ready_rx.recv_timeout(wait) {
+            Ok(Ok(())) => return Ok(tx),
+            Ok(Err(e)) => return Err(e),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(format!("server '{name}' stopped before it was ready"))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if init_timeout.is_some_and(|t| started.elapsed() >= t) {
+                    let (done, finished) = channel();
+                    let _ = tx.send(Event::Shutdown { done });
+                    let _ = finished.recv_timeout(CHILD_GRACE * 3);
+                    return Err(format!(
+                        "server '{name}' did not answer initialize within {} s; check its command, or raise its \"timeout\" in the config file",
+                        init_timeout.map(|t| t.as_secs()).unwrap_or(0)
+                    ));
+                }
+                log::warn!(
+                    "still waiting for server '{name}' to answer initialize ({} s so far)",
+                    started.elapsed().as_secs()
+                );
+            }
+        }
     }
 }
 

@@ -269,3 +269,79 @@ fn client_log_level_filters_and_reaches_the_child() {
         "the warning is filtered for the quiet session: {rest:?}"
     );
 }
+
+fn write_config(tag: &str, text: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("mcp-proxy-test-{tag}-{}.json", std::process::id()));
+    std::fs::write(&path, text).expect("write the config file");
+    path
+}
+
+#[test]
+fn config_file_servers_disabled_ones_and_the_initialize_timeout() {
+    let demo = demo_bin();
+    let cfg = write_config(
+        "ok",
+        &format!(
+            r#"{{"mcpServers": {{"beta": {{"command": "{demo}", "args": ["--name", "beta"]}}, "off": {{"command": "{demo}", "enabled": false}}}}}}"#
+        ),
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--named-server-config",
+        cfg.to_str().unwrap(),
+    ]);
+    let s = p.status();
+    assert_eq!(
+        s["server_instances"],
+        json!({"beta": "running", "off": "disabled"}),
+        "{s}"
+    );
+    let mut b = Session::open(
+        &format!("{}/servers/beta", p.url),
+        Kind::Legacy,
+        "b",
+        json!({}),
+    );
+    b.post(&tool(json!(1), "whoami", json!({})));
+    let who: Value = serde_json::from_str(&text_of(&b.recv_response(&json!(1)))).unwrap();
+    assert_eq!(who["name"], "beta");
+    assert_eq!(
+        who["initializeCount"], 1,
+        "the proxy initialized the child once"
+    );
+    assert_eq!(
+        send("GET", &format!("{}/servers/off/sse", p.url), &[], None).status,
+        404
+    );
+    assert_eq!(
+        send("GET", &format!("{}/sse", p.url), &[], None).status,
+        404
+    );
+    drop(p);
+    let _ = std::fs::remove_file(&cfg);
+
+    let cfg = write_config(
+        "hung",
+        &format!(
+            r#"{{"mcpServers": {{"hung": {{"command": "{demo}", "args": ["--no-init"], "timeout": 1}}}}}}"#
+        ),
+    );
+    let mut proc = Proc::spawn(
+        proxy_bin(),
+        &[
+            "--port",
+            "0",
+            "--named-server-config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(proc.wait_exit(WAIT), Some(1));
+    let err = proc.stderr();
+    assert!(
+        err.contains("'hung' did not answer initialize within 1 s"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&cfg);
+}
