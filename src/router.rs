@@ -120,6 +120,8 @@ pub enum PostReply {
 pub enum GetReply {
     Stream {
         stream: u64,
+        /// Names this connection in [`Event::StreamGone`].
+        conn: u64,
         /// The stream's last event number, for a 2025-11-25 priming event.
         seq: u64,
         /// The client resumed with `Last-Event-ID` (no priming then).
@@ -168,6 +170,8 @@ pub enum Event {
     StreamGone {
         session: String,
         stream: u64,
+        /// Which connection of the stream (a resumed stream has several).
+        conn: u64,
     },
     Status {
         reply: Sender<ServerStatus>,
@@ -255,6 +259,9 @@ const MAIN: u64 = 0;
 
 struct Stream {
     tx: Option<SyncSender<Out>>,
+    /// Counts the connections that have carried this stream, so a report
+    /// about an old one cannot close its successor.
+    conn: u64,
     seq: u64,
     history: VecDeque<(u64, String, bool)>,
     json_only: bool,
@@ -265,6 +272,7 @@ struct Stream {
 impl Stream {
     fn new(tx: Option<SyncSender<Out>>, json_only: bool, open: usize) -> Stream {
         Stream {
+            conn: u64::from(tx.is_some()),
             tx,
             seq: 0,
             history: VecDeque::new(),
@@ -353,7 +361,8 @@ struct Router {
     exit_note: String,
     child: Option<ChildProcess>,
     stdin: Option<Sender<String>>,
-    init_result: Option<Value>,
+    /// The child's `initialize` result, as the raw text it sent.
+    init_result: Option<String>,
     sessions: HashMap<String, Session>,
     inflight: HashMap<u64, Inflight>,
     /// Upstream progress token -> upstream request id.
@@ -446,7 +455,11 @@ impl Router {
                     }
                     let _ = reply.send(known);
                 }
-                Event::StreamGone { session, stream } => self.stream_gone(&session, stream),
+                Event::StreamGone {
+                    session,
+                    stream,
+                    conn,
+                } => self.stream_gone(&session, stream, conn),
                 Event::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
@@ -633,7 +646,7 @@ impl Router {
             self.state = State::Exited;
             return;
         }
-        self.init_result = Some(m.value()["result"].clone());
+        self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
@@ -1106,9 +1119,21 @@ impl Router {
         };
         s.version = version.to_owned();
         s.initialized = true;
-        let mut result = self.init_result.clone().unwrap_or_else(|| json!({}));
-        result["protocolVersion"] = Value::String(version.to_owned());
-        jsonrpc::result_reply(id, &result.to_string())
+        // The child's own bytes, with only the version changed.
+        let result = self.init_result.as_deref().unwrap_or("{}");
+        let reply = Message::ours(jsonrpc::result_reply(id, result));
+        let v = jsonrpc::quote(version);
+        match reply.replace(&["result", "protocolVersion"], &v) {
+            Some(r) => r.into_raw(),
+            None => {
+                let mut value = reply.value()["result"].clone();
+                if !value.is_object() {
+                    value = json!({});
+                }
+                value["protocolVersion"] = Value::String(version.to_owned());
+                jsonrpc::result_reply(id, &value.to_string())
+            }
+        }
     }
 
     fn session_notification(&mut self, sid: &str, m: Message) {
@@ -1276,7 +1301,12 @@ impl Router {
                 false
             }
             Delivery::Gone => {
-                self.stream_gone(sid, n);
+                let conn = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.stream_mut(route))
+                    .map_or(0, |st| st.conn);
+                self.stream_gone(sid, n, conn);
                 false
             }
         }
@@ -1285,10 +1315,17 @@ impl Router {
     /// A client connection went away. The HTTP+SSE stream is the session,
     /// so the session ends; a POST stream's requests are cancelled at the
     /// child; a GET stream is simply closed.
-    fn stream_gone(&mut self, sid: &str, stream: u64) {
+    fn stream_gone(&mut self, sid: &str, stream: u64, conn: u64) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
+        let current = match stream {
+            MAIN => s.main.conn,
+            n => s.posts.get(&n).map_or(0, |st| st.conn),
+        };
+        if current != conn {
+            return;
+        }
         if s.transport == Transport::Sse {
             return self.close_session(sid, "the client disconnected");
         }
@@ -1436,9 +1473,11 @@ impl Router {
         // (and a POST stream still waiting for its response) goes on.
         if n == MAIN || st.open > 0 {
             st.tx = Some(tx);
+            st.conn += 1;
         }
         GetReply::Stream {
             stream: n,
+            conn: st.conn,
             seq: st.seq,
             resumed: after.is_some(),
             version,
