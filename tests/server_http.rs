@@ -558,3 +558,47 @@ fn status_has_upstream_keys_in_order_and_tells_the_truth() {
         404
     );
 }
+
+#[test]
+fn smaller_rules_head_get_version_second_initialize_stateless_progress() {
+    let p = Proxy::start(&[]);
+    let url = format!("{}/mcp", p.url);
+    let h = send("HEAD", &format!("{}/sse", p.url), &[], None);
+    assert_eq!(h.status, 200);
+    assert!(h.is_sse());
+    assert_eq!(
+        p.status()["active_sse_connections"],
+        0,
+        "HEAD opens no session"
+    );
+    let sid = open_streamable(&p, "2025-06-18");
+    let g = send(
+        "GET",
+        &url,
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &sid),
+            ("MCP-Protocol-Version", "2030-01-01"),
+        ],
+        None,
+    );
+    assert_eq!(g.status, 400);
+    let g = send("GET", &url, &[("Accept", "text/event-stream")], None);
+    assert_eq!(g.status, 400, "GET without a session");
+    let again = post_mcp(&url, Some(&sid), &init_body("2025-06-18")).json();
+    assert_eq!(again["error"]["code"], -32600, "{again}");
+    assert_eq!(send("DELETE", &url, &[], None).status, 400);
+
+    let p = Proxy::start(&["--stateless"]);
+    let body = tool(json!("st"), "progress", json!({"steps": 2})).to_string();
+    let body = body.replace(
+        "\"params\":{",
+        "\"params\":{\"_meta\":{\"progressToken\":\"tk\"},",
+    );
+    let c = post_mcp(&format!("{}/mcp", p.url), None, &body);
+    assert!(c.is_sse());
+    let msgs = sse_messages(&c.text());
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    assert_eq!(msgs[0]["params"]["progressToken"], "tk");
+    assert_eq!(msgs[2]["id"], "st");
+}
