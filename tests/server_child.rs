@@ -345,3 +345,11 @@ fn config_file_servers_disabled_ones_and_the_initialize_timeout() {
     );
     let _ = std::fs::remove_file(&cfg);
 }
+
+#[test]
+fn sigterm_works_while_a_server_is_still_starting() {
+    let mut proc = Proc::spawn(proxy_bin(), &["--port", "0", "--", demo_bin(), "--no-init"]);
+    proc.wait_stderr("server 'default' started", WAIT);
+    proc.signal(libc::SIGTERM);
+    assert_eq!(proc.wait_exit(WAIT), Some(143));
+}

@@ -20,7 +20,7 @@ use crate::{signals, util};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tiny_http::{Method, Request};
@@ -75,6 +75,28 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Stop on a signal even while a server is still starting: before the
+    // routers exist there is nothing to drain, and the supervisors take
+    // the children down with us.
+    let routers: Arc<OnceLock<Vec<Sender<Event>>>> = Arc::new(OnceLock::new());
+    let known = routers.clone();
+    signals::spawn_waiter(move |sig| {
+        log::info!("signal {sig}: stopping the servers");
+        if let Some(routers) = known.get() {
+            let dones: Vec<_> = routers
+                .iter()
+                .map(|r| {
+                    let (tx, rx) = channel();
+                    let _ = r.send(Event::Shutdown { done: tx });
+                    rx
+                })
+                .collect();
+            for d in dones {
+                let _ = d.recv_timeout(router::CHILD_GRACE * 3);
+            }
+        }
+        std::process::exit(signals::exit_status(sig) as i32);
+    });
     let mut mounts = Vec::new();
     let mut disabled = Vec::new();
     for def in defs {
@@ -138,22 +160,7 @@ pub fn run(args: &Args) -> ExitCode {
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
     });
-    let routers: Vec<Sender<Event>> = ctx.mounts.iter().map(|m| m.router.clone()).collect();
-    signals::spawn_waiter(move |sig| {
-        log::info!("signal {sig}: stopping the servers");
-        let dones: Vec<_> = routers
-            .iter()
-            .map(|r| {
-                let (tx, rx) = channel();
-                let _ = r.send(Event::Shutdown { done: tx });
-                rx
-            })
-            .collect();
-        for d in dones {
-            let _ = d.recv_timeout(router::CHILD_GRACE * 3);
-        }
-        std::process::exit(signals::exit_status(sig) as i32);
-    });
+    let _ = routers.set(ctx.mounts.iter().map(|m| m.router.clone()).collect());
     for rq in server.incoming_requests() {
         if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
             log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
