@@ -44,6 +44,8 @@ pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
 pub const STREAM_QUEUE_MESSAGES: usize = 256;
 /// Events kept per stream for `Last-Event-ID` replay (SH-41).
 pub const REPLAY_EVENTS: usize = 64;
+/// Bytes of events kept per stream for replay; older ones go first.
+pub const REPLAY_BYTES: usize = 4 << 20;
 /// Finished POST streams whose events stay replayable, per session.
 pub const REPLAY_STREAMS: usize = 8;
 /// How long the child gets to exit after its stdin closes, and again after
@@ -110,7 +112,6 @@ pub enum PostReply {
         created: bool,
         stream: u64,
         version: String,
-        requests: usize,
         rx: Receiver<Out>,
     },
     /// An HTTP error with its body.
@@ -264,6 +265,7 @@ struct Stream {
     conn: u64,
     seq: u64,
     history: VecDeque<(u64, String, bool)>,
+    history_bytes: usize,
     json_only: bool,
     /// Requests whose response is still due on this stream.
     open: usize,
@@ -276,6 +278,7 @@ impl Stream {
             tx,
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             json_only,
             open,
         }
@@ -552,7 +555,9 @@ impl Router {
     }
 
     /// The child closed its stdout: it is gone. Every request in flight is
-    /// answered now. This is where a restart (issue 4) hooks in.
+    /// answered now, and later ones fail at once. A restart policy belongs
+    /// at the end of this function: `spawn_child` starts and initializes a
+    /// new child, and requests arriving meanwhile wait in `pending`.
     fn on_child_exit(&mut self) {
         let status = self.child.as_mut().and_then(|c| {
             // The pipe closes a moment before the process is reapable.
@@ -962,7 +967,6 @@ impl Router {
             created: new_session.is_some(),
             stream,
             version,
-            requests,
             rx,
         }
     }
@@ -1273,8 +1277,12 @@ impl Router {
         let event_id = resumable.then(|| format!("{n}-{}", st.seq));
         if resumable {
             st.history.push_back((st.seq, data.clone(), response));
-            while st.history.len() > REPLAY_EVENTS {
-                st.history.pop_front();
+            st.history_bytes += data.len();
+            while st.history.len() > REPLAY_EVENTS || st.history_bytes > REPLAY_BYTES {
+                match st.history.pop_front() {
+                    Some((_, old, _)) => st.history_bytes -= old.len(),
+                    None => break,
+                }
             }
         }
         let result = match &st.tx {

@@ -139,7 +139,6 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             created,
             stream,
             version,
-            requests: _,
             rx,
         }) => {
             let mut h = cors.to_vec();
