@@ -60,6 +60,9 @@ Server mode options:
       --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
                               [default: mcp-session-id]
       --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
+      --session-timeout SECONDS
+                              end a Streamable HTTP session idle this long (no
+                              open stream, nothing in flight), 0 never [default: 1800]
       --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
 
 Limits:
@@ -126,6 +129,8 @@ pub struct Args {
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
     pub keepalive: Option<Duration>,
+    /// Idle Streamable HTTP sessions end after this long (`None`: never).
+    pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
 }
@@ -165,6 +170,7 @@ impl Default for Args {
             allow_origins: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
             keepalive: Some(Duration::from_secs(15)),
+            session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
         }
@@ -400,6 +406,10 @@ where
             Long("no-stateless") => a.stateless = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
             Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
+            Long("session-timeout") => {
+                let secs: u64 = number(p.value()?, "--session-timeout")?;
+                a.session_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Long("keepalive") => {
                 let secs: u64 = number(p.value()?, "--keepalive")?;
                 a.keepalive = (secs > 0).then(|| Duration::from_secs(secs));
@@ -621,6 +631,26 @@ mod tests {
             assert!(err.contains(want), "{args:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn session_timeout_flag() {
+        assert_eq!(
+            run(&["srv"]).unwrap().session_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let a = run(&["--session-timeout", "5", "srv"]).unwrap();
+        assert_eq!(a.session_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            run(&["--session-timeout", "0", "srv"])
+                .unwrap()
+                .session_timeout,
+            None
+        );
+        assert!(run(&["--session-timeout", "soon", "srv"])
+            .unwrap_err()
+            .contains("--session-timeout"));
+        assert!(HELP.contains("--session-timeout"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::sync::mpsc::{
     channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
 };
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Protocol versions a session may negotiate, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -191,7 +191,12 @@ pub struct Config {
     /// How long the child may take to answer the proxy's `initialize`;
     /// `None` waits as long as it takes (npx may be downloading).
     pub init_timeout: Option<Duration>,
+    /// Streamable HTTP sessions idle this long are ended (`None`: never).
+    pub session_timeout: Option<Duration>,
 }
+
+/// The most time between two sweeps for idle sessions.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How often a slow `initialize` is reported while we wait for it.
 const INIT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -303,6 +308,8 @@ struct Session {
     next_stream: u64,
     log_level: Option<usize>,
     subs: HashSet<String>,
+    /// The last time the client sent or opened something.
+    last_active: Instant,
 }
 
 impl Session {
@@ -318,6 +325,7 @@ impl Session {
             next_stream: 1,
             log_level: None,
             subs: HashSet::new(),
+            last_active: Instant::now(),
         }
     }
 
@@ -410,7 +418,30 @@ impl Router {
             let _ = ready.take().expect("first use").send(Err(e));
             return;
         }
-        while let Ok(ev) = rx.recv() {
+        let sweep_every = self
+            .cfg
+            .session_timeout
+            .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
+        let mut last_sweep = Instant::now();
+        loop {
+            let ev = match sweep_every {
+                Some(every) => match rx.recv_timeout(every) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(ev) => Some(ev),
+                    Err(_) => return,
+                },
+            };
+            if let Some(every) = sweep_every {
+                if last_sweep.elapsed() >= every {
+                    last_sweep = Instant::now();
+                    self.end_idle_sessions();
+                }
+            }
+            let Some(ev) = ev else { continue };
             match ev {
                 Event::Child(line) => {
                     self.on_child_line(line);
@@ -835,6 +866,36 @@ impl Router {
 
     // ---- sessions ----
 
+    /// Ends Streamable HTTP sessions that have had no stream open, nothing
+    /// in flight and no message for the session timeout: clients that
+    /// vanish without DELETE would otherwise hold their state forever.
+    fn end_idle_sessions(&mut self) {
+        let Some(timeout) = self.cfg.session_timeout else {
+            return;
+        };
+        let busy: HashSet<&String> = self.inflight.values().map(|i| &i.session).collect();
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                s.transport == Transport::Streamable
+                    && !busy.contains(k)
+                    && s.main.tx.is_none()
+                    && s.posts.values().all(|p| p.tx.is_none())
+                    && s.last_active.elapsed() >= timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sid in idle {
+            log::info!(
+                "server '{}': ending a session idle for {} s",
+                self.name,
+                timeout.as_secs()
+            );
+            self.close_session(&sid, "idle for too long");
+        }
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -860,6 +921,9 @@ impl Router {
     }
 
     fn post(&mut self, p: &Post) -> PostReply {
+        if let Some(s) = p.session.as_ref().and_then(|s| self.sessions.get_mut(s)) {
+            s.last_active = Instant::now();
+        }
         let not_found = |msg: &str| PostReply::Error {
             status: 404,
             body: jsonrpc::error_body(None, -32001, msg),
@@ -1334,6 +1398,7 @@ impl Router {
         if current != conn {
             return;
         }
+        s.last_active = Instant::now();
         if s.transport == Transport::Sse {
             return self.close_session(sid, "the client disconnected");
         }
@@ -1429,6 +1494,9 @@ impl Router {
     }
 
     fn open_get(&mut self, sid: &str, last_event_id: Option<&str>) -> GetReply {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.last_active = Instant::now();
+        }
         let Some(s) = self.sessions.get_mut(sid) else {
             return GetReply::Error {
                 status: 404,

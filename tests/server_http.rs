@@ -602,3 +602,32 @@ fn smaller_rules_head_get_version_second_initialize_stateless_progress() {
     assert_eq!(msgs[0]["params"]["progressToken"], "tk");
     assert_eq!(msgs[2]["id"], "st");
 }
+
+#[test]
+fn idle_streamable_sessions_end_after_the_session_timeout() {
+    let p = Proxy::start(&["--session-timeout", "1"]);
+    let url = format!("{}/mcp", p.url);
+    let idle = open_streamable(&p, "2025-06-18");
+    let watched = open_streamable(&p, "2025-06-18");
+    let g = send(
+        "GET",
+        &url,
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &watched),
+        ],
+        None,
+    );
+    assert_eq!(g.status, 200);
+    let _legacy = send("GET", &format!("{}/sse", p.url), &[], None).sse();
+    p.wait_status("the idle session gone", |s| {
+        s["servers"]["default"]["sessions"] == 2
+    });
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    assert_eq!(post_mcp(&url, Some(&idle), ping).status, 404);
+    assert_eq!(
+        post_mcp(&url, Some(&watched), ping).status,
+        200,
+        "a session with an open stream stays"
+    );
+}

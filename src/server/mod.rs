@@ -109,6 +109,7 @@ pub fn run(args: &Args) -> ExitCode {
             spec: def.spec,
             max_message_bytes: args.max_message_bytes,
             init_timeout: def.timeout,
+            session_timeout: args.session_timeout,
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
