@@ -720,8 +720,8 @@ impl Router {
                 child_id: child_id.clone(),
             },
         );
-        if !self.deliver(&sid, route, line, false) {
-            self.server_requests.remove(&ours);
+        // A session dropped while delivering has refused the request already.
+        if !self.deliver(&sid, route, line, false) && self.server_requests.remove(&ours).is_some() {
             let why = format!("mcp-proxy: the client session for {method} is gone");
             let line = jsonrpc::error_reply(Some(&child_id), jsonrpc::INTERNAL_ERROR, &why, None);
             self.send_child(line);
@@ -1043,8 +1043,22 @@ impl Router {
             Kind::Notification => self.session_notification(sid, m),
             Kind::Response => {
                 let ours = m.id().and_then(|i| i.parse::<u64>().ok());
+                // Without sessions (--stateless) the answer to a server
+                // request necessarily comes in another POST, so any
+                // stateless exchange may carry it.
+                let stateless = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.transport == Transport::Stateless);
                 let r = ours.and_then(|o| {
-                    if self.server_requests.get(&o)?.session == sid {
+                    let target = &self.server_requests.get(&o)?.session;
+                    let same = target == sid
+                        || (stateless
+                            && self
+                                .sessions
+                                .get(target)
+                                .is_some_and(|s| s.transport == Transport::Stateless));
+                    if same {
                         self.server_requests.remove(&o)
                     } else {
                         None

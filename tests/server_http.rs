@@ -631,3 +631,17 @@ fn idle_streamable_sessions_end_after_the_session_timeout() {
         "a session with an open stream stays"
     );
 }
+
+#[test]
+fn stateless_sampling_answer_comes_in_another_post() {
+    let p = Proxy::start(&["--stateless"]);
+    let url = format!("{}/mcp", p.url);
+    let c = post_mcp(&url, None, &call(1, "sample", json!({"prompt": "hi"})));
+    assert!(c.is_sse());
+    let sse = c.sse();
+    let ask = sse.next_json();
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "stateless"}, "model": "m"}});
+    assert_eq!(post_mcp(&url, None, &answer.to_string()).status, 202);
+    assert_eq!(text_of(&sse.next_json()), "sampled: stateless");
+}
