@@ -1631,4 +1631,115 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
     }
+
+    /// A router with no child: its routing state, driven directly.
+    fn router() -> Router {
+        let (tx, _rx) = channel();
+        let spec = ChildSpec {
+            name: "t".into(),
+            program: "none".into(),
+            args: vec![],
+            env: vec![],
+            cwd: None,
+        };
+        let mut r = Router::new(
+            Config {
+                spec,
+                max_message_bytes: 1 << 20,
+                init_timeout: None,
+                session_timeout: None,
+            },
+            tx,
+        );
+        r.state = State::Running;
+        r
+    }
+
+    /// Adds an HTTP+SSE session with `caps` and `busy` requests in flight;
+    /// returns its id and the receiving end of its stream.
+    fn add(r: &mut Router, name: &str, caps: Caps, busy: usize) -> Receiver<Out> {
+        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let mut s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
+        s.caps = caps;
+        r.sessions.insert(name.into(), s);
+        for _ in 0..busy {
+            let up = r.fresh_id();
+            r.inflight.insert(
+                up,
+                Inflight {
+                    session: name.into(),
+                    orig_id: "1".into(),
+                    route: Route::Main,
+                    progress: None,
+                },
+            );
+        }
+        rx
+    }
+
+    const SAMPLING: Caps = Caps {
+        sampling: true,
+        elicitation: false,
+        roots: false,
+    };
+    const NONE: Caps = Caps {
+        sampling: false,
+        elicitation: false,
+        roots: false,
+    };
+
+    #[test]
+    fn server_requests_go_only_where_they_can_be_answered() {
+        let pick = |r: &Router| r.pick_session_for("sampling/createMessage").map(|(s, _)| s);
+        let mut r = router();
+        let _a = add(&mut r, "a", SAMPLING, 0);
+        assert!(pick(&r).unwrap_err().contains("no client session"));
+        let _b = add(&mut r, "b", NONE, 2);
+        assert_eq!(pick(&r).unwrap(), "b", "the only busy session");
+        let _c = add(&mut r, "c", SAMPLING, 1);
+        assert_eq!(pick(&r).unwrap(), "c", "the only busy one that can sample");
+        let _d = add(&mut r, "d", SAMPLING, 1);
+        assert!(pick(&r).unwrap_err().contains("cannot tell"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_only_that_session() {
+        let mut r = router();
+        let _slow = add(&mut r, "slow", NONE, 1);
+        let fast = add(&mut r, "fast", NONE, 0);
+        for i in 0..=STREAM_QUEUE_MESSAGES {
+            r.deliver("slow", Route::Main, format!("{i}"), false);
+        }
+        assert!(!r.sessions.contains_key("slow"));
+        assert!(r.inflight.is_empty(), "its requests are forgotten");
+        assert!(r.deliver("fast", Route::Main, "x".into(), false));
+        assert_eq!(fast.try_recv().unwrap().data, "x");
+    }
+
+    #[test]
+    fn replay_resumes_after_the_given_event() {
+        let mut r = router();
+        let s = Session::new(Transport::Streamable, "2025-06-18", None);
+        r.sessions.insert("s".into(), s);
+        for i in 1..=3 {
+            r.deliver("s", Route::Main, format!("m{i}"), false);
+        }
+        let GetReply::Stream { rx, resumed, .. } = r.open_get("s", Some("0-1")) else {
+            panic!("a stream")
+        };
+        assert!(resumed);
+        let got: Vec<(Option<String>, String)> =
+            rx.try_iter().map(|o| (o.event_id, o.data)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("0-2".into()), "m2".into()),
+                (Some("0-3".into()), "m3".into())
+            ]
+        );
+        assert!(matches!(
+            r.open_get("s", None),
+            GetReply::Error { status: 409, .. }
+        ));
+    }
 }
