@@ -670,7 +670,7 @@ impl Router {
             );
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         let line = m.with_id(&inf.orig_id).into_raw();
         self.deliver_response(&inf.session, inf.route, line);
     }
@@ -1253,13 +1253,13 @@ impl Router {
         let Some(inf) = self.inflight.remove(&up) else {
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         self.request_done(&inf.session, inf.route);
     }
 
     fn answer_error(&mut self, up: u64, code: i64, msg: &str) {
         if let Some(inf) = self.inflight.remove(&up) {
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
             let line = jsonrpc::error_reply(Some(&inf.orig_id), code, msg, None);
             self.deliver_response(&inf.session, inf.route, line);
         }
@@ -1465,7 +1465,7 @@ impl Router {
         for up in ups {
             self.cancel_at_child(up, reason);
             self.inflight.remove(&up);
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
         }
         let asked: Vec<u64> = self
             .server_requests
