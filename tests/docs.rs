@@ -27,8 +27,6 @@ const FOREIGN: &[&str] = &[
     "--foo", "--flag",                                  // stand-ins for a server command's flags
     "--release", "--locked", "--target", "--bin", "--check", // cargo
     "--now", "-u",                                      // systemctl, journalctl
-    // The Python tool's login flags, which the README says we do not take yet.
-    "--client-id", "--client-secret", "--token-url", "--username", "--password", "--digest",
 ];
 
 fn help() -> String {
@@ -122,7 +120,7 @@ fn help_groups(help: &str) -> BTreeMap<String, String> {
     groups
 }
 
-/// The man page's OPTIONS section: each flag in a `.TP` tag mapped to the
+/// The man page's OPTIONS section: each flag in a `.TP` or `.TQ` tag mapped to the
 /// `.SS` subsection it sits in.
 fn man_groups() -> BTreeMap<String, String> {
     let text = man_text();
@@ -140,7 +138,7 @@ fn man_groups() -> BTreeMap<String, String> {
         }
         if let Some(h) = line.strip_prefix(".SS ") {
             group = h.trim().trim_matches('"').to_owned();
-        } else if line.starts_with(".TP") {
+        } else if line.starts_with(".TP") || line.starts_with(".TQ") {
             tag_next = true;
         } else if tag_next {
             tag_next = false;
