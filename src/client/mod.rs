@@ -577,13 +577,9 @@ impl Router {
             .push((Instant::now() + delay, Timer::Reconnect { gen: self.gen }));
     }
 
-    /// Errors for every request in flight, queued or waiting for a POST slot.
+    /// Errors for every request in flight, queued or waiting for a POST
+    /// slot: exactly one error per request.
     fn fail_all(&mut self, cause: &str) {
-        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
-        ids.sort();
-        for id in ids {
-            self.fail(&id, cause);
-        }
         let waiting: Vec<Message> = self
             .queue
             .drain(..)
@@ -599,10 +595,15 @@ impl Router {
                 {
                     continue;
                 }
-                let line = self.error_line(id, cause);
                 self.inflight.remove(id);
+                let line = self.error_line(id, cause);
                 self.write(line);
             }
+        }
+        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(&id, cause);
         }
     }
 
