@@ -340,3 +340,41 @@ fn no_verify_ssl_warns() {
     p.wait_stderr("verification is OFF", WAIT);
     handshake(&mut p, "2025-06-18");
 }
+
+/// --client-id/--client-secret/--token-url: a client-credentials token is
+/// fetched once and sent as a Bearer token on every request (overriding
+/// API_ACCESS_TOKEN); neither the secret nor the token is logged.
+#[test]
+fn oauth2_client_credentials_token_on_every_request_and_not_logged() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let token_url = format!("{}/oauth/token", remote.base);
+    let mut p = Proc::spawn_with(
+        proxy_bin(),
+        &[
+            "--debug",
+            "--client-id",
+            "cid",
+            "--client-secret",
+            "client-secret-6",
+            "--token-url",
+            &token_url,
+            &remote.mcp(),
+        ],
+        &[("API_ACCESS_TOKEN", "token-secret-7")],
+    );
+    handshake(&mut p, "2025-06-18");
+    echo(&mut p, json!(1), "x");
+    let log = remote.requests();
+    assert!(log.len() >= 3);
+    for r in &log {
+        assert_eq!(
+            req_header(r, "authorization"),
+            Some("Bearer demo-token-1"),
+            "one token, reused: {r}"
+        );
+    }
+    let stderr = p.stderr();
+    for secret in ["client-secret-6", "token-secret-7", "demo-token-1"] {
+        assert!(!stderr.contains(secret), "{secret} leaked:\n{stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The HTTP side of client mode: one ureq agent (rustls, the `--verify-ssl`
 //! choice), the headers every request carries (`-H`, `API_ACCESS_TOKEN`,
-//! Basic auth), and the pure pieces the links share: URL resolution and the
+//! Basic auth, an OAuth2 client-credentials token fetched through the same
+//! agent and renewed before it expires), and the pure pieces the links share: URL resolution and the
 //! same-origin rule for the HTTP+SSE `endpoint`, capped exponential backoff,
 //! and an SSE body reader bounded by the message size limit.
 //!
@@ -11,8 +12,8 @@ use crate::cli::{Args, VerifySsl};
 use crate::sse;
 use std::fmt;
 use std::io::Read;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long a TCP (and TLS) connect may take before the remote counts as
 /// unreachable.
@@ -20,6 +21,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and largest wait between reconnection attempts.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// An OAuth2 token is renewed this long before it expires (as upstream).
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// Lifetime assumed when the token endpoint gives no `expires_in`.
+const TOKEN_DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest token endpoint reply we read.
+const TOKEN_REPLY_BYTES: usize = 64 * 1024;
 /// Read size for SSE bodies.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -38,7 +45,15 @@ pub struct Remote {
     agent: ureq::Agent,
     /// Sent on every request, in order; auth last so it wins.
     headers: Vec<(String, String)>,
+    oauth: Option<OAuthState>,
     pub max_message_bytes: usize,
+}
+
+struct OAuthState {
+    cfg: crate::cli::OAuth,
+    /// The token and when to renew it. Held while fetching, so concurrent
+    /// requests wait for one fetch instead of starting their own.
+    token: Mutex<Option<(String, Instant)>>,
 }
 
 pub type Response = ureq::http::Response<ureq::Body>;
@@ -88,8 +103,72 @@ impl Remote {
         Ok(Arc::new(Remote {
             agent,
             headers: request_headers(args),
+            oauth: args.oauth.clone().map(|cfg| OAuthState {
+                cfg,
+                token: Mutex::new(None),
+            }),
             max_message_bytes: args.max_message_bytes,
         }))
+    }
+
+    /// The current OAuth2 access token, fetched or renewed as needed.
+    fn bearer(&self) -> Result<Option<String>, String> {
+        let Some(o) = &self.oauth else {
+            return Ok(None);
+        };
+        let mut cached = o.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((t, renew_at)) = &*cached {
+            if Instant::now() < *renew_at {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let (token, lifetime) = self.fetch_token(&o.cfg)?;
+        let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN);
+        *cached = Some((token.clone(), renew_at));
+        Ok(Some(token))
+    }
+
+    /// RFC 6749 §4.4: client credentials grant, client authenticated with
+    /// HTTP Basic. Same agent, so `--verify-ssl` applies here too.
+    fn fetch_token(&self, cfg: &crate::cli::OAuth) -> Result<(String, Duration), String> {
+        let url = display_url(&cfg.token_url);
+        let fail = |why: String| format!("could not get an OAuth2 token from {url}: {why}");
+        let basic = format!(
+            "Basic {}",
+            base64(format!("{}:{}", cfg.client_id, cfg.client_secret).as_bytes())
+        );
+        log::debug!("POST {url} (OAuth2 client credentials)");
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&cfg.token_url)
+            .header("Authorization", basic)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body("grant_type=client_credentials".to_owned())
+            .map_err(|e| fail(e.to_string()))?;
+        let res = self.agent.run(req).map_err(|e| fail(describe(&e)))?;
+        let status = res.status().as_u16();
+        let body = read_body(res, TOKEN_REPLY_BYTES).map_err(fail)?;
+        if !(200..300).contains(&status) {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|_| fail("the reply is not JSON".into()))?;
+        let token = v["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| fail("the reply has no access_token".into()))?;
+        let lifetime = v["expires_in"]
+            .as_u64()
+            .map(Duration::from_secs)
+            .unwrap_or(TOKEN_DEFAULT_LIFETIME);
+        Ok((token.to_owned(), lifetime))
+    }
+
+    fn forget_token(&self) {
+        if let Some(o) = &self.oauth {
+            *o.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     /// One request. `extra` headers come after the configured ones.
@@ -100,9 +179,16 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
+        let bearer = self.bearer()?;
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in &self.headers {
+            if bearer.is_some() && k.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
             b = b.header(k.as_str(), v.as_str());
+        }
+        if let Some(t) = &bearer {
+            b = b.header("Authorization", format!("Bearer {t}"));
         }
         for (k, v) in extra {
             b = b.header(*k, *v);
@@ -130,6 +216,10 @@ impl Remote {
         };
         if let Ok(r) = &res {
             log::debug!("{method} {} -> {}", display_url(url), r.status().as_u16());
+            if r.status().as_u16() == 401 {
+                // Revoked or expired early: the next request fetches anew.
+                self.forget_token();
+            }
         }
         res
     }

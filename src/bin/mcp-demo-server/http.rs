@@ -212,6 +212,7 @@ struct Server {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     fail: AtomicU16,
     garbage_reply: AtomicBool,
+    tokens: std::sync::atomic::AtomicU64,
     log: Mutex<Vec<Value>>,
 }
 
@@ -291,6 +292,7 @@ pub fn run(cfg: core::Config, opts: Opts) {
         sessions: Mutex::new(HashMap::new()),
         fail: AtomicU16::new(0),
         garbage_reply: AtomicBool::new(false),
+        tokens: std::sync::atomic::AtomicU64::new(0),
         log: Mutex::new(Vec::new()),
     });
     for conn in listener.incoming() {
@@ -426,6 +428,9 @@ impl Server {
         if let Some(knob) = path.strip_prefix("/admin/") {
             return self.admin(&req, w, knob);
         }
+        if path == "/oauth/token" {
+            return self.token(&req, w);
+        }
         let headers: serde_json::Map<String, Value> = req
             .headers
             .iter()
@@ -499,6 +504,25 @@ impl Server {
             _ => return respond(w, 404, "text/plain", "no such knob".into(), &[]),
         }
         respond(w, 200, "text/plain", "ok".into(), &[])
+    }
+
+    /// An OAuth2 token endpoint (client credentials): any Basic-authenticated
+    /// client gets `demo-token-N`; the grant is echoed in the request log.
+    fn token(&self, req: &Req, w: &mut Conn) {
+        let basic = header(req, "authorization").is_some_and(|a| a.starts_with("Basic "));
+        let body = String::from_utf8_lossy(&req.body);
+        if !basic || body.trim() != "grant_type=client_credentials" {
+            return respond(
+                w,
+                401,
+                "application/json",
+                r#"{"error":"invalid_client"}"#.into(),
+                &[],
+            );
+        }
+        let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+        let reply = json!({"access_token": format!("demo-token-{n}"), "token_type": "Bearer", "expires_in": 3600});
+        respond(w, 200, "application/json", reply.to_string(), &[])
     }
 
     fn session(&self, id: Option<&str>) -> Option<Arc<HttpSession>> {

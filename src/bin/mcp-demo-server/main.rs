@@ -39,6 +39,7 @@ HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --endpoint URL       what the endpoint event names instead of /messages
   Fault knobs: POST /admin/expire, /admin/drop, /admin/fail (body: status,
   0 = off), /admin/garbage, /admin/garbage-reply; GET /admin/requests.
+  POST /oauth/token: OAuth2 client credentials (any Basic client).
 ";
 
 fn main() {
