@@ -378,3 +378,71 @@ fn oauth2_client_credentials_token_on_every_request_and_not_logged() {
         assert!(!stderr.contains(secret), "{secret} leaked:\n{stderr}");
     }
 }
+
+/// notifications/cancelled reaches the server (the proxy then stops
+/// waiting for that call), and stdin EOF still ends the session with 0.
+#[test]
+fn cancellation_reaches_the_server() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let mut p = proxy(&[&remote.mcp()]);
+    handshake(&mut p, "2025-06-18");
+    p.send_json(&call_tool(json!("c1"), "slow", json!({"ms": 600000})));
+    // Once a later request is answered, the slow call has reached the server.
+    echo(&mut p, json!(1), "x");
+    p.send_json(&notification(
+        "notifications/cancelled",
+        json!({"requestId": "c1", "reason": "test"}),
+    ));
+    let seen = loop {
+        p.send_json(&call_tool(json!("list"), "cancelled", json!({})));
+        let text = result_text(&p.recv_response(&json!("list")));
+        if text.contains("c1") {
+            break text;
+        }
+    };
+    assert!(seen.contains(r#"\"c1\""#), "{seen}");
+    p.close_stdin();
+    assert_eq!(p.wait_exit(WAIT), Some(0));
+}
+
+/// A stdin line over --max-message-size gets -32600 and is dropped; the
+/// session goes on.
+#[test]
+fn oversized_stdin_line_is_refused_and_the_session_goes_on() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let mut p = proxy(&["--max-message-size", "2000", &remote.mcp()]);
+    handshake(&mut p, "2025-06-18");
+    p.send_json(&call_tool(
+        json!(1),
+        "echo",
+        json!({"text": "y".repeat(5000)}),
+    ));
+    let r = p.recv();
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert!(error_message(&r).contains("--max-message-size"));
+    assert_eq!(result_text(&echo(&mut p, json!(2), "small")), "small");
+}
+
+/// A --verify-ssl CA bundle that holds no certificate is a runtime error:
+/// one line naming the file, exit 1.
+#[test]
+fn bad_ca_bundle_is_one_line_exit_1() {
+    let path = std::env::temp_dir().join(format!("mcp-proxy-bad-ca-{}.pem", std::process::id()));
+    std::fs::write(&path, "not a certificate\n").unwrap();
+    let out = Command::new(proxy_bin())
+        .args([
+            "--verify-ssl",
+            path.to_str().unwrap(),
+            "https://127.0.0.1:9/mcp",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("CA bundle") && err.contains("--verify-ssl"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

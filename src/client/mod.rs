@@ -185,6 +185,9 @@ struct Router {
     inflight: HashMap<String, String>,
     queue: VecDeque<Message>,
     posts: usize,
+    /// Cancelled requests whose POST may never end (the server owes no
+    /// reply after a cancel): no longer counted in `posts`.
+    detached: std::collections::HashSet<String>,
     backlog: VecDeque<PostJob>,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
@@ -244,6 +247,7 @@ pub fn run(args: &Args) -> ExitCode {
         inflight: HashMap::new(),
         queue: VecDeque::new(),
         posts: 0,
+        detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
         timers: Vec::new(),
         backoff: Backoff::default(),
@@ -423,6 +427,17 @@ impl Router {
             }
             (Kind::Notification, Some("notifications/initialized")) => {
                 self.initialized = Some(m.clone());
+            }
+            (Kind::Notification, Some("notifications/cancelled")) => {
+                // The client expects no reply any more, and the server owes
+                // none (a late one is dropped): stop waiting for it, and do
+                // not let a POST that may never end hold a slot.
+                if let Some(id) = m.get_raw(&["params", "requestId"]) {
+                    if self.inflight.remove(id).is_some() && self.link != Link::Sse {
+                        self.posts = self.posts.saturating_sub(1);
+                        self.detached.insert(id.to_owned());
+                    }
+                }
             }
             _ => {}
         }
@@ -718,7 +733,11 @@ impl Router {
     }
 
     fn posted(&mut self, gen: u64, job: PostJob, outcome: Outcome) {
-        self.posts = self.posts.saturating_sub(1);
+        let detached = job.msg.kind() == Kind::Request
+            && job.msg.id().is_some_and(|id| self.detached.remove(id));
+        if !detached {
+            self.posts = self.posts.saturating_sub(1);
+        }
         if self.link != Link::Sse {
             if let Some(next) = self.backlog.pop_front() {
                 self.post(next);
