@@ -51,6 +51,10 @@ const EOF_GRACE: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts to resume one broken reply stream before giving up on it.
 const MAX_RESUMES: u32 = 5;
+/// Longest wait for a session to come up (the endpoint event, the reply to
+/// the handshake) before the remote counts as down; queued requests wait
+/// at most this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where `retry` is absent: wait before reopening a dropped GET stream.
 const DEFAULT_RETRY: Duration = Duration::from_millis(100);
 
@@ -159,6 +163,9 @@ enum Timer {
         request: String,
         last_id: Option<String>,
         attempt: u32,
+    },
+    Handshake {
+        gen: u64,
     },
     EofGrace,
 }
@@ -542,6 +549,12 @@ impl Router {
             probe: self.link == Link::Unknown,
             with_session: false,
         });
+        if self.link == Link::Sse || job.is_some() {
+            self.timers.push((
+                Instant::now() + HANDSHAKE_TIMEOUT,
+                Timer::Handshake { gen: self.gen },
+            ));
+        }
         match self.link {
             Link::Sse => {
                 self.phase = Phase::Connecting;
@@ -1034,6 +1047,15 @@ impl Router {
                         );
                     }
                 }
+                Timer::Handshake { gen } => {
+                    if gen == self.gen && matches!(self.phase, Phase::Connecting | Phase::Handshake)
+                    {
+                        self.go_down(format!(
+                            "did not complete the session handshake within {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ));
+                    }
+                }
                 Timer::EofGrace => {
                     if !self.inflight.is_empty() {
                         log::warn!(
@@ -1092,6 +1114,23 @@ impl Router {
     }
 }
 
+/// Messages from the remote: one, or a 2025-03-26 batch (JSON-RPC
+/// arrays), whose elements are forwarded one by one. Invalid elements of a
+/// batch are logged and skipped.
+pub(crate) fn parse_remote(text: &str) -> Result<Vec<Message>, String> {
+    match Message::parse_batch(text) {
+        Ok(Some(items)) => Ok(items
+            .into_iter()
+            .filter_map(|m| {
+                m.map_err(|e| log::warn!("the remote sent a batch element that is not a JSON-RPC message ({e}); dropped"))
+                    .ok()
+            })
+            .collect()),
+        Ok(None) => Message::parse(text).map(|m| vec![m]).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// ": <first line of the body>" for error messages, bounded.
 fn excerpt(body: &str) -> String {
     const MAX_CHARS: usize = 200;
@@ -1122,6 +1161,23 @@ mod tests {
         assert!(!fallback_status(401, Some("2024-11-05")));
         assert!(!fallback_status(500, Some("2024-11-05")));
         assert!(!fallback_status(200, None));
+    }
+
+    #[test]
+    fn remote_batches_are_split() {
+        let v = parse_remote(
+            r#"[{"jsonrpc":"2.0","method":"a"}, 7, {"jsonrpc":"2.0","id":1,"result":{}}]"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].raw(), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert_eq!(
+            parse_remote(r#" {"jsonrpc":"2.0","method":"b"} "#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(parse_remote("not json").is_err());
     }
 
     #[test]
