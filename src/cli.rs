@@ -61,6 +61,9 @@ Server mode options:
       --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
                               [default: mcp-session-id]
       --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
+      --session-timeout SECONDS
+                              end a Streamable HTTP session idle this long (no
+                              open stream, nothing in flight), 0 never [default: 1800]
       --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
 
 Limits:
@@ -137,6 +140,8 @@ pub struct Args {
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
     pub keepalive: Option<Duration>,
+    /// Idle Streamable HTTP sessions end after this long (`None`: never).
+    pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
 }
@@ -177,6 +182,7 @@ impl Default for Args {
             allow_origins: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
             keepalive: Some(Duration::from_secs(15)),
+            session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
         }
@@ -197,8 +203,22 @@ pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&one_line(&self.0))
     }
+}
+
+/// Errors quote what the user typed; a control character in it (a newline
+/// in an argument, say) is shown escaped so the error stays one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl From<lexopt::Error> for UsageError {
@@ -269,6 +289,14 @@ fn verify_value(s: &str) -> Result<VerifySsl, UsageError> {
 /// Parses the arguments (without the program name). `getenv` supplies
 /// `SSE_URL` and `API_ACCESS_TOKEN`, so tests need not touch the process env.
 pub fn parse<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    parse_inner(argv, getenv).map_err(|e| UsageError(one_line(&e.0)))
+}
+
+fn parse_inner<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
@@ -391,6 +419,10 @@ where
             Long("no-stateless") => a.stateless = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
             Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
+            Long("session-timeout") => {
+                let secs: u64 = number(p.value()?, "--session-timeout")?;
+                a.session_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Long("keepalive") => {
                 let secs: u64 = number(p.value()?, "--keepalive")?;
                 a.keepalive = (secs > 0).then(|| Duration::from_secs(secs));
@@ -637,6 +669,8 @@ mod tests {
             (&["-H", "X"], "--headers"),
             (&["http://h", "extra"], "extra"),
             (&["--env", "A=B", "v", "srv"], "--env"),
+            // found by fuzzing (tests/fuzz cli_args): a newline in a value
+            (&["--port", "\n", "srv"], "--port: '\\n'"),
             (&["--username", "u", "http://h"], "--password"),
             (&["--password", "p", "http://h"], "--username"),
             (&["--digest", "http://h"], "--digest"),
@@ -660,6 +694,26 @@ mod tests {
             assert!(err.contains(want), "{args:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn session_timeout_flag() {
+        assert_eq!(
+            run(&["srv"]).unwrap().session_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let a = run(&["--session-timeout", "5", "srv"]).unwrap();
+        assert_eq!(a.session_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            run(&["--session-timeout", "0", "srv"])
+                .unwrap()
+                .session_timeout,
+            None
+        );
+        assert!(run(&["--session-timeout", "soon", "srv"])
+            .unwrap_err()
+            .contains("--session-timeout"));
+        assert!(HELP.contains("--session-timeout"));
     }
 
     #[test]
