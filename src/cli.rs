@@ -34,7 +34,8 @@ Client mode options:
       --no-verify-ssl         do not verify TLS certificates (insecure)
       --username USER         HTTP Basic authentication user (with --password)
       --password PASSWORD     HTTP Basic authentication password
-      --digest                Digest authentication (not supported yet)
+      --digest                use HTTP Digest (MD5) instead of Basic with
+                              --username/--password
       --client-id ID          OAuth2 client credentials grant: the client id,
       --client-secret SECRET  its secret and the token endpoint (all three
       --token-url URL         together); the token is sent as a Bearer token
@@ -123,6 +124,9 @@ pub struct Args {
     /// HTTP Basic credentials (`--username`/`--password`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--digest`: answer Digest challenges with the credentials instead of
+    /// sending Basic.
+    pub digest: bool,
     /// OAuth2 client credentials (`--client-id`, `--client-secret`,
     /// `--token-url`): all three or none.
     pub oauth: Option<OAuth>,
@@ -169,6 +173,7 @@ impl Default for Args {
             verify_ssl: VerifySsl::Yes,
             username: None,
             password: None,
+            digest: false,
             oauth: None,
             log_level: log::LevelFilter::Info,
             env: Vec::new(),
@@ -370,15 +375,9 @@ where
             Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
             Long("username") => a.username = Some(string(p.value()?, "--username")?),
             Long("password") => a.password = Some(string(p.value()?, "--password")?),
-            Long("digest") => {
-                return Err(UsageError(
-                    "--digest: Digest authentication is not supported yet; use --username and --password for Basic, or -H Authorization".into(),
-                ))
-            }
+            Long("digest") => a.digest = true,
             Long("client-id") => client_id = Some(string(p.value()?, "--client-id")?),
-            Long("client-secret") => {
-                client_secret = Some(string(p.value()?, "--client-secret")?)
-            }
+            Long("client-secret") => client_secret = Some(string(p.value()?, "--client-secret")?),
             Long("token-url") => token_url = Some(string(p.value()?, "--token-url")?),
             Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
             Long("debug") => debug = true,
@@ -470,6 +469,11 @@ where
                 "--client-id, --client-secret and --token-url: OAuth2 needs all three".into(),
             ))
         }
+    }
+    if a.digest && (a.username.is_none() || a.password.is_none()) {
+        return Err(UsageError(
+            "--digest: Digest authentication needs --username and --password".into(),
+        ));
     }
     if a.username.is_some() != a.password.is_some() {
         return Err(UsageError(

@@ -298,14 +298,7 @@ fn usage_errors_name_the_flag_and_exit_2() {
             "--headers",
         ),
         (
-            &[
-                "--digest",
-                "--username",
-                "u",
-                "--password",
-                "p",
-                "http://127.0.0.1:9/mcp",
-            ],
+            &["--digest", "--username", "u", "http://127.0.0.1:9/mcp"],
             "--digest",
         ),
         (
@@ -445,4 +438,49 @@ fn bad_ca_bundle_is_one_line_exit_1() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// --digest: the proxy answers the remote's Digest challenge on every
+/// request (GET stream and DELETE included), never sends the password in
+/// clear or logs it; a wrong password is an error naming HTTP 401.
+#[test]
+fn digest_auth_answers_challenges_and_wrong_password_is_401() {
+    let remote = FakeRemote::start(&[
+        "--transport",
+        "streamable",
+        "--digest-auth",
+        "ada:pw-secret-8",
+    ]);
+    let mut p = proxy(&[
+        "--debug",
+        "--digest",
+        "--username",
+        "ada",
+        "--password",
+        "pw-secret-8",
+        &remote.mcp(),
+    ]);
+    handshake(&mut p, "2025-06-18");
+    assert_eq!(result_text(&echo(&mut p, json!(1), "in")), "in");
+    p.close_stdin();
+    assert_eq!(p.wait_exit(WAIT), Some(0));
+    let log = remote.requests();
+    assert!(log.iter().any(|r| r["method"] == "DELETE"));
+    for r in &log {
+        let auth = req_header(r, "authorization").unwrap_or("");
+        assert!(!auth.starts_with("Basic"), "{r}");
+    }
+    assert!(!p.stderr().contains("pw-secret-8"));
+
+    let mut p = proxy(&[
+        "--digest",
+        "--username",
+        "ada",
+        "--password",
+        "wrong",
+        &remote.mcp(),
+    ]);
+    p.send_json(&initialize(json!(0), "2025-06-18"));
+    let msg = error_message(&p.recv_response(&json!(0)));
+    assert!(msg.contains("401"), "{msg}");
 }

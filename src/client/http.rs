@@ -8,6 +8,7 @@
 //! No threads of its own. Header *values* are never logged, only names:
 //! any of them may be a secret.
 
+use super::digest::Challenge;
 use crate::cli::{Args, VerifySsl};
 use crate::sse;
 use std::fmt;
@@ -46,7 +47,15 @@ pub struct Remote {
     /// Sent on every request, in order; auth last so it wins.
     headers: Vec<(String, String)>,
     oauth: Option<OAuthState>,
+    digest: Option<DigestState>,
     pub max_message_bytes: usize,
+}
+
+struct DigestState {
+    user: String,
+    password: String,
+    /// The last challenge and how many times its nonce has been used.
+    challenge: Mutex<Option<(Challenge, u32)>>,
 }
 
 struct OAuthState {
@@ -107,8 +116,55 @@ impl Remote {
                 cfg,
                 token: Mutex::new(None),
             }),
+            digest: args
+                .digest
+                .then(|| match (&args.username, &args.password) {
+                    (Some(u), Some(p)) => Some(DigestState {
+                        user: u.clone(),
+                        password: p.clone(),
+                        challenge: Mutex::new(None),
+                    }),
+                    _ => None,
+                })
+                .flatten(),
             max_message_bytes: args.max_message_bytes,
         }))
+    }
+
+    /// The Digest `Authorization` for a request, if a challenge is known.
+    fn digest_header(&self, method: &str, url: &str) -> Option<String> {
+        let d = self.digest.as_ref()?;
+        let mut c = d.challenge.lock().unwrap_or_else(|e| e.into_inner());
+        let (challenge, nc) = c.as_mut()?;
+        *nc += 1;
+        Some(challenge.authorization(
+            &d.user,
+            &d.password,
+            method,
+            &request_target(url),
+            *nc,
+            &crate::util::random_hex(8),
+        ))
+    }
+
+    /// Takes a Digest challenge from a 401; true when it is one we can answer.
+    fn take_challenge(&self, res: &Response) -> bool {
+        let Some(d) = &self.digest else {
+            return false;
+        };
+        let found = res
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Challenge::parse);
+        match found {
+            Some(ch) => {
+                *d.challenge.lock().unwrap_or_else(|e| e.into_inner()) = Some((ch, 0));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The current OAuth2 access token, fetched or renewed as needed.
@@ -171,7 +227,8 @@ impl Remote {
         }
     }
 
-    /// One request. `extra` headers come after the configured ones.
+    /// One request. `extra` headers come after the configured ones. With
+    /// `--digest`, a 401 carrying a Digest challenge is answered once.
     pub fn send(
         &self,
         method: &str,
@@ -179,16 +236,36 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
+        let res = self.attempt(method, url, extra, body, self.digest_header(method, url))?;
+        if res.status().as_u16() == 401 && self.take_challenge(&res) {
+            log::debug!(
+                "{method} {}: answering a Digest challenge",
+                display_url(url)
+            );
+            return self.attempt(method, url, extra, body, self.digest_header(method, url));
+        }
+        Ok(res)
+    }
+
+    fn attempt(
+        &self,
+        method: &str,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: Option<&str>,
+        digest: Option<String>,
+    ) -> Result<Response, String> {
         let bearer = self.bearer()?;
+        let auth = bearer.map(|t| format!("Bearer {t}")).or(digest);
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in &self.headers {
-            if bearer.is_some() && k.eq_ignore_ascii_case("authorization") {
+            if auth.is_some() && k.eq_ignore_ascii_case("authorization") {
                 continue;
             }
             b = b.header(k.as_str(), v.as_str());
         }
-        if let Some(t) = &bearer {
-            b = b.header("Authorization", format!("Bearer {t}"));
+        if let Some(a) = &auth {
+            b = b.header("Authorization", a.as_str());
         }
         for (k, v) in extra {
             b = b.header(*k, *v);
@@ -197,6 +274,8 @@ impl Remote {
             .headers
             .iter()
             .map(|(k, _)| k.as_str())
+            .filter(|k| auth.is_none() || !k.eq_ignore_ascii_case("authorization"))
+            .chain(auth.as_ref().map(|_| "Authorization"))
             .chain(extra.iter().map(|(k, _)| *k))
             .collect();
         log::debug!(
@@ -225,6 +304,21 @@ impl Remote {
     }
 }
 
+/// The request target of an absolute URL: its path and query.
+fn request_target(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let t = match rest.find(['/', '?']) {
+        Some(i) => &rest[i..],
+        None => "/",
+    };
+    let t = t.split('#').next().unwrap_or("/");
+    if t.starts_with('?') {
+        format!("/{t}")
+    } else {
+        t.to_owned()
+    }
+}
+
 /// The headers of every request: `-H` pairs, then `Authorization` from
 /// `API_ACCESS_TOKEN` (replacing a `-H Authorization`), then Basic auth from
 /// `--username/--password` (replacing both, as upstream's httpx auth does).
@@ -237,7 +331,7 @@ pub fn request_headers(args: &Args) -> Vec<(String, String)> {
     if let Some(t) = &args.access_token {
         set_auth(&mut h, format!("Bearer {t}"));
     }
-    if let (Some(u), Some(p)) = (&args.username, &args.password) {
+    if let (Some(u), Some(p), false) = (&args.username, &args.password, args.digest) {
         set_auth(
             &mut h,
             format!("Basic {}", base64(format!("{u}:{p}").as_bytes())),
@@ -560,6 +654,13 @@ mod tests {
             Some(("http".into(), "[::1]".into(), 9))
         );
         assert_eq!(origin("ftp://h/x"), None);
+    }
+
+    #[test]
+    fn request_targets_are_path_and_query() {
+        assert_eq!(request_target("http://h:1/mcp?a=1#f"), "/mcp?a=1");
+        assert_eq!(request_target("https://h"), "/");
+        assert_eq!(request_target("http://h?x"), "/?x");
     }
 
     #[test]

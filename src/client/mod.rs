@@ -25,6 +25,7 @@
 //! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
 
+pub mod digest;
 mod http;
 mod sse_link;
 mod streamable;

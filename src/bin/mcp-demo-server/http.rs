@@ -59,6 +59,8 @@ pub struct Opts {
     pub reply: ReplyMode,
     /// What the `endpoint` event names, in place of `/messages`.
     pub endpoint: Option<String>,
+    /// Require HTTP Digest (MD5, qop=auth) with this `user:password`.
+    pub digest_auth: Option<String>,
 }
 
 enum Item {
@@ -213,6 +215,8 @@ struct Server {
     fail: AtomicU16,
     garbage_reply: AtomicBool,
     tokens: std::sync::atomic::AtomicU64,
+    /// The Digest nonce this server hands out.
+    nonce: String,
     log: Mutex<Vec<Value>>,
 }
 
@@ -293,6 +297,7 @@ pub fn run(cfg: core::Config, opts: Opts) {
         fail: AtomicU16::new(0),
         garbage_reply: AtomicBool::new(false),
         tokens: std::sync::atomic::AtomicU64::new(0),
+        nonce: mcp_proxy::util::random_hex(16),
         log: Mutex::new(Vec::new()),
     });
     for conn in listener.incoming() {
@@ -440,6 +445,21 @@ impl Server {
             .lock()
             .unwrap()
             .push(json!({"method": method, "path": path, "headers": headers}));
+        if let Some(creds) = &self.opts.digest_auth {
+            if !self.digest_ok(&req, creds) {
+                let challenge = format!(
+                    "Digest realm=\"demo\", qop=\"auth\", nonce=\"{}\", opaque=\"demo-opaque\", algorithm=MD5",
+                    self.nonce
+                );
+                return respond(
+                    w,
+                    401,
+                    "text/plain",
+                    "digest authentication required".into(),
+                    &[("WWW-Authenticate", &challenge)],
+                );
+            }
+        }
         let fail = self.fail.load(Ordering::SeqCst);
         if fail != 0 {
             return respond(w, fail, "text/plain", "demo: failing as asked".into(), &[]);
@@ -523,6 +543,33 @@ impl Server {
         let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
         let reply = json!({"access_token": format!("demo-token-{n}"), "token_type": "Bearer", "expires_in": 3600});
         respond(w, 200, "application/json", reply.to_string(), &[])
+    }
+
+    /// Checks a Digest `Authorization` against `user:password`.
+    fn digest_ok(&self, req: &Req, creds: &str) -> bool {
+        use mcp_proxy::client::digest::{md5_hex, params_of};
+        let Some(auth) = header(req, "authorization").and_then(|a| a.strip_prefix("Digest "))
+        else {
+            return false;
+        };
+        let p: HashMap<String, String> = params_of(auth).into_iter().collect();
+        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+        let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+        if get("username") != user || get("nonce") != self.nonce || get("uri") != req.url {
+            return false;
+        }
+        let ha1 = md5_hex(format!("{user}:{}:{pass}", get("realm")).as_bytes());
+        let ha2 = md5_hex(format!("{}:{}", req.method, get("uri")).as_bytes());
+        let want = md5_hex(
+            format!(
+                "{ha1}:{}:{}:{}:auth:{ha2}",
+                get("nonce"),
+                get("nc"),
+                get("cnonce")
+            )
+            .as_bytes(),
+        );
+        get("qop") == "auth" && get("response") == want
     }
 
     fn session(&self, id: Option<&str>) -> Option<Arc<HttpSession>> {
