@@ -484,3 +484,23 @@ fn digest_auth_answers_challenges_and_wrong_password_is_401() {
     let msg = error_message(&p.recv_response(&json!(0)));
     assert!(msg.contains("401"), "{msg}");
 }
+
+/// HTTP+SSE: the remote forgets the session (its stream ends, its endpoint
+/// answers 404): the proxy opens a new stream, replays the handshake, and
+/// requests work again.
+#[test]
+fn sse_session_expiry_recovers() {
+    let remote = FakeRemote::start(&["--transport", "sse"]);
+    let mut p = proxy(&["--transport", "sse", &remote.sse()]);
+    handshake(&mut p, "2024-11-05");
+    assert_eq!(result_text(&echo(&mut p, json!(1), "a")), "a");
+    remote.admin("expire", "");
+    assert_eq!(result_text(&echo_until_ok(&mut p, "b")), "b");
+    p.send_json(&call_tool(json!("who"), "whoami", json!({})));
+    let who: Value = serde_json::from_str(&result_text(&p.recv_response(&json!("who")))).unwrap();
+    assert_eq!(
+        who["initializeCount"], 1,
+        "a fresh session, initialized once"
+    );
+    assert_eq!(who["clientName"], "test-client");
+}

@@ -425,7 +425,6 @@ impl Router {
             (Kind::Request, Some("initialize")) => {
                 self.init = Some(m.clone());
                 self.initialized = None;
-                self.queue.clear();
                 self.inflight.insert(
                     m.id().expect("requests have ids").to_owned(),
                     "initialize".into(),
@@ -492,11 +491,17 @@ impl Router {
             msg: m,
             hidden: false,
             probe: false,
-            with_session: self.session.session_id.is_some(),
+            with_session: self.has_session(),
         });
         if open_get {
             self.open_get(None);
         }
+    }
+
+    /// Whether requests now carry a session, so that 404 means it is gone:
+    /// an `Mcp-Session-Id`, or the HTTP+SSE endpoint (which names one).
+    fn has_session(&self) -> bool {
+        self.session.session_id.is_some() || (self.link == Link::Sse && self.endpoint.is_some())
     }
 
     fn post(&mut self, job: PostJob) {
@@ -727,7 +732,7 @@ impl Router {
                         msg: n,
                         hidden: true,
                         probe: false,
-                        with_session: self.session.session_id.is_some(),
+                        with_session: self.has_session(),
                     });
                     self.open_get(None);
                 }
