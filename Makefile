@@ -4,7 +4,8 @@
 #   make test       run the whole test suite
 #   make lint       rustfmt check, clippy with warnings denied, man page lint (if mandoc is there)
 #   make lint-man   install mandoc if missing (Debian) and lint the man page
-#   make static     static x86_64 musl binary (installs the musl target and musl-tools if missing)
+#   make static     static x86_64 musl binary, size-optimised profile `static` in Cargo.toml
+#                   (installs the musl target and musl-tools if missing)
 #   make check-static   prove the static binary is static, small, and runs with no environment
 #   make install    copy what `make all` built into $(DESTDIR)$(BINDIR) and $(DESTDIR)$(MANDIR)
 #   make uninstall  remove what `make install` put there
@@ -26,7 +27,7 @@ PORT    ?= 8080
 VERSION     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MUSL_TARGET := x86_64-unknown-linux-musl
 RELEASE_BIN := target/release/mcp-proxy
-STATIC_BIN  := target/$(MUSL_TARGET)/release/mcp-proxy
+STATIC_BIN  := target/$(MUSL_TARGET)/static/mcp-proxy
 # What `make install` copies; `make install BIN=$(STATIC_BIN)` installs the static one.
 BIN         ?= $(RELEASE_BIN)
 DIST_NAME   := mcp-proxy-$(VERSION)-$(MUSL_TARGET)
@@ -72,7 +73,7 @@ static:
 	@command -v musl-gcc >/dev/null 2>&1 || { \
 		echo "installing musl-tools (Debian package) for musl-gcc"; \
 		$(SUDO) apt-get install -y -q musl-tools || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q musl-tools; }; }
-	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked \
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --profile static --locked \
 		--target $(MUSL_TARGET) --bin mcp-proxy
 	@ls -l $(STATIC_BIN)
 
