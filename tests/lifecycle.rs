@@ -215,6 +215,8 @@ fn a_child_killed_mid_call_is_restarted_and_the_session_carries_on() {
         send("GET", &format!("{}/healthz", p.url), &[], None).status,
         200
     );
+    // A request that arrives while the server restarts waits for it.
+    b.post(&tool(json!(8), "echo", json!({"text": "waited"})));
     let s = p.wait_status("running again", |s| {
         s["servers"]["default"]["state"] == "running"
     });
@@ -222,11 +224,18 @@ fn a_child_killed_mid_call_is_restarted_and_the_session_carries_on() {
     assert_eq!(s["servers"]["default"]["sessions"], 2, "sessions kept: {s}");
     assert_eq!(p.readyz().0, 200);
     // Both sessions got list_changed for what the new child offers.
+    let mut early = Vec::new();
     for (sess, what) in [(&a, "legacy"), (&b, "streamable")] {
-        sess.recv_until(&format!("tools/list_changed on the {what} session"), |v| {
-            v["method"] == "notifications/tools/list_changed"
-        });
+        let what = format!("tools/list_changed on the {what} session");
+        let (_, others) =
+            sess.recv_until(&what, |v| v["method"] == "notifications/tools/list_changed");
+        early.extend(others);
     }
+    let waited = match early.into_iter().find(|v| v["id"] == 8) {
+        Some(v) => v,
+        None => b.recv_response(&json!(8)),
+    };
+    assert_eq!(text_of(&waited), "waited");
     // The same sessions go on, without initializing again.
     let after = whoami(&mut a, 3);
     assert_ne!(after["pid"], before["pid"], "a new child");
@@ -332,8 +341,8 @@ fn a_server_that_exits_at_once_exhausts_its_budget_and_is_marked_failed() {
 
 /// The proxy with the demo as default server and a named server `tree`
 /// started through `sh -c` with a grandchild; returns every pid that must
-/// die with the proxy.
-fn proxy_with_a_process_tree() -> (Proxy, Vec<(i32, &'static str)>) {
+/// die with the proxy, and a legacy session on the default server.
+fn proxy_with_a_process_tree() -> (Proxy, Vec<(i32, &'static str)>, Session) {
     let tree = format!(
         "sh -c 'sleep 300 & echo grandchild $! >&2; exec {} --name tree'",
         demo_bin()
@@ -361,7 +370,7 @@ fn proxy_with_a_process_tree() -> (Proxy, Vec<(i32, &'static str)>) {
     for (pid, what) in &pids {
         assert!(alive(*pid), "{what} ({pid}) runs before the signal");
     }
-    (p, pids)
+    (p, pids, d)
 }
 
 #[test]
@@ -371,8 +380,22 @@ fn sigterm_sigint_and_sigkill_leave_no_process_behind() {
         (libc::SIGINT, Some(130)),
         (libc::SIGKILL, None),
     ] {
-        let (mut p, pids) = proxy_with_a_process_tree();
+        let (mut p, pids, mut d) = proxy_with_a_process_tree();
+        let mut s = streamable_at(&p.url, "s");
+        d.post(&tool(json!("busy"), "slow", json!({"ms": 60000})));
+        s.post(&tool(json!("busy"), "slow", json!({"ms": 60000})));
+        p.wait_status("two calls in flight", |s| {
+            s["servers"]["default"]["requests_in_flight"] == 2
+        });
         p.proc.signal(sig);
+        if sig != libc::SIGKILL {
+            // A graceful stop answers the calls in flight before it exits.
+            for sess in [&d, &s] {
+                let r = sess.recv_response(&json!("busy"));
+                let msg = r["error"]["message"].as_str().unwrap_or_default();
+                assert!(msg.contains("shutting down"), "{r}");
+            }
+        }
         assert_eq!(
             p.proc.wait_exit(WAIT),
             status,

@@ -44,6 +44,8 @@ const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for reaping children on top of the shutdown graces.
 const STOP_SLACK: Duration = Duration::from_secs(3);
+/// How long open HTTP exchanges get to finish after the servers stopped.
+const STREAM_DRAIN: Duration = Duration::from_secs(1);
 
 /// One server as the HTTP side sees it.
 pub struct Mount {
@@ -132,32 +134,6 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let routers: Vec<Sender<Event>> = mounts.iter().map(|m| m.router.clone()).collect();
-        let server = server.clone();
-        let stopping = stopping.clone();
-        let grace = args.shutdown_grace;
-        signals::spawn_waiter(move |sig| {
-            if stopping.swap(true, Ordering::SeqCst) {
-                log::warn!("signal {sig} again: exiting now");
-                std::process::exit(signals::exit_status(sig) as i32);
-            }
-            log::info!("signal {sig}: stopping the servers");
-            let routers = routers.clone();
-            let server = server.clone();
-            let spawned = thread::Builder::new()
-                .name("shutdown".into())
-                .spawn(move || {
-                    server.unblock();
-                    stop_routers(&routers, grace);
-                    std::process::exit(signals::exit_status(sig) as i32);
-                });
-            if spawned.is_err() {
-                std::process::exit(signals::exit_status(sig) as i32);
-            }
-        });
-    }
     let port = server
         .server_addr()
         .to_ip()
@@ -184,6 +160,43 @@ pub fn run(args: &Args) -> ExitCode {
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
     });
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        // Signals that came before this point are still pending (blocked),
+        // so none is lost.
+        let ctx = ctx.clone();
+        let server = server.clone();
+        let stopping = stopping.clone();
+        signals::spawn_waiter(move |sig| {
+            if stopping.swap(true, Ordering::SeqCst) {
+                log::warn!("signal {sig} again: exiting now");
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+            log::info!("signal {sig}: stopping the servers");
+            let ctx = ctx.clone();
+            let server = server.clone();
+            let spawned = thread::Builder::new()
+                .name("shutdown".into())
+                .spawn(move || {
+                    server.unblock();
+                    let routers: Vec<Sender<Event>> =
+                        ctx.mounts.iter().map(|m| m.router.clone()).collect();
+                    stop_routers(&routers, ctx.args.shutdown_grace);
+                    // The routers ended every session, so the streams end;
+                    // let their threads write the last bytes.
+                    let deadline = std::time::Instant::now() + STREAM_DRAIN;
+                    while ctx.exchanges.load(Ordering::Relaxed) > 0
+                        && std::time::Instant::now() < deadline
+                    {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    std::process::exit(signals::exit_status(sig) as i32);
+                });
+            if spawned.is_err() {
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+        });
+    }
     for rq in server.incoming_requests() {
         if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
             log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
