@@ -85,6 +85,8 @@ Server lifecycle (server mode):
 Health (server mode): GET /healthz answers 200 while the proxy runs; GET
 /readyz answers 200 when every enabled server is running, else 503 with the
 reason; GET /status gives each server's state, pid, restarts and last exit.
+Requests to a server that is starting or restarting wait for it; requests to
+a failed server get an error at once.
 
 Limits:
       --max-message-size BYTES

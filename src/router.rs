@@ -529,6 +529,10 @@ impl Router {
             }
             if self.init_deadline.is_some_and(|at| now >= at) {
                 let secs = self.cfg.init_timeout.map_or(0.0, |t| t.as_secs_f64());
+                log::warn!(
+                    "server '{}' is slow to start; if it needs longer (npx and uvx download first), raise --init-timeout or its \"timeout\" in the config file",
+                    self.name
+                );
                 self.child_gone(format!("did not answer initialize within {secs} s"), None);
             }
             if self.restart_at.is_some_and(|at| now >= at) {

@@ -231,6 +231,12 @@ fn a_child_killed_mid_call_is_restarted_and_the_session_carries_on() {
             sess.recv_until(&what, |v| v["method"] == "notifications/tools/list_changed");
         early.extend(others);
     }
+    // The demo server also advertises prompts and resources.
+    for kind in ["prompts", "resources"] {
+        let method = format!("notifications/{kind}/list_changed");
+        let (_, others) = a.recv_until(&method, |v| v["method"] == method.as_str());
+        early.extend(others);
+    }
     let waited = match early.into_iter().find(|v| v["id"] == 8) {
         Some(v) => v,
         None => b.recv_response(&json!(8)),
