@@ -589,3 +589,20 @@ fn config_errors_exit_2_before_anything_starts() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_child_flooding_stderr_still_answers() {
+    let p = Proxy::start(&[]);
+    let mut s = legacy_at(&p.url, "s");
+    // About 600 KB, ten times a pipe buffer: a child whose stderr nobody
+    // reads would block on it before replying.
+    s.post(&tool(
+        json!(2),
+        "stderr",
+        json!({"text": "flood", "lines": 30000}),
+    ));
+    assert_eq!(text_of(&s.recv_response(&json!(2))), "written");
+    stderr_line(&p.proc, "[default] demo: flood 29999");
+    s.post(&tool(json!(3), "echo", json!({"text": "after"})));
+    assert_eq!(text_of(&s.recv_response(&json!(3))), "after");
+}
