@@ -1901,6 +1901,43 @@ mod tests {
     }
 
     #[test]
+    fn requests_wait_during_a_restart_and_fail_at_once_when_failed() {
+        let call = |id: usize| {
+            Message::parse(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#
+            ))
+            .expect("valid request")
+        };
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Restarting;
+        for id in 0..MAX_PENDING {
+            r.forward_request("a", call(id), Route::Main);
+        }
+        assert_eq!(r.pending.len(), MAX_PENDING);
+        assert!(rx.try_recv().is_err(), "nothing answered while waiting");
+        r.forward_request("a", call(MAX_PENDING), Route::Main);
+        let refused = rx.try_recv().expect("one too many is refused");
+        assert!(refused.data.contains("already waiting"), "{}", refused.data);
+        // The attempt fails: every waiting request gets the reason.
+        r.fail_requests("server 't' exited with status 3");
+        assert!(r.pending.is_empty());
+        let first = rx
+            .try_recv()
+            .expect("the waiting requests are answered")
+            .data;
+        assert!(first.contains("exited with status 3"), "{first}");
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Failed;
+        r.last_error = Some("exited with status 3".into());
+        r.forward_request("a", call(1), Route::Main);
+        let e = rx.try_recv().expect("refused at once").data;
+        assert!(e.contains("'t' has failed: it exited with status 3"), "{e}");
+        assert!(r.pending.is_empty() && r.inflight.is_empty());
+    }
+
+    #[test]
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
