@@ -177,8 +177,8 @@ fn servers_start_in_parallel_and_a_hung_one_holds_up_nobody() {
 
 #[test]
 fn a_child_killed_mid_call_is_restarted_and_the_session_carries_on() {
-    // A 2 s backoff keeps the "restarting" state visible to /status polls.
-    let p = Proxy::start(&["--restart-backoff", "2"]);
+    // A 3 s backoff keeps the "restarting" state visible to /status polls.
+    let p = Proxy::start(&["--restart-backoff", "3"]);
     let mut a = legacy_at(&p.url, "a");
     let mut b = streamable_at(&p.url, "b");
     let before = whoami(&mut a, 2);
@@ -605,4 +605,36 @@ fn a_child_flooding_stderr_still_answers() {
     stderr_line(&p.proc, "[default] demo: flood 29999");
     s.post(&tool(json!(3), "echo", json!({"text": "after"})));
     assert_eq!(text_of(&s.recv_response(&json!(3))), "after");
+}
+
+#[test]
+fn a_server_that_fails_its_first_start_is_retried_and_then_serves() {
+    let marker = temp_file("second-try");
+    let _ = std::fs::remove_file(&marker);
+    // Exits 3 the first time, serves the second.
+    let flaky = format!(
+        "sh -c 'test -e {m} || {{ touch {m}; exit 3; }}; exec {demo} --name flaky'",
+        m = marker.display(),
+        demo = demo_bin()
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "0.05",
+        "--named-server",
+        "flaky",
+        &flaky,
+        "--",
+        demo_bin(),
+    ]);
+    let s = p.wait_status("'flaky' running", |s| {
+        s["servers"]["flaky"]["state"] == "running"
+    });
+    assert_eq!(s["servers"]["flaky"]["restarts"], 1, "{s}");
+    assert_eq!(s["servers"]["flaky"]["last_exit"], "status 3", "{s}");
+    let mut f = legacy_at(&format!("{}/servers/flaky", p.url), "f");
+    assert_eq!(whoami(&mut f, 2)["name"], "flaky");
+    p.wait_ready();
+    let _ = std::fs::remove_file(&marker);
 }
