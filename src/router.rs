@@ -604,7 +604,6 @@ impl Router {
     fn start_child(&mut self) {
         self.restart_at = None;
         if let Err(e) = self.spawn_child() {
-            log::error!("{e}");
             self.child_gone(e, None);
         }
     }
