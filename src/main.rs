@@ -7,7 +7,8 @@
 //!
 //! `main` parses the command line, sets up logging and the signal thread,
 //! and hands over to `client::run` or `server::run`, whose exit code it
-//! returns. Usage errors exit 2, runtime failures 1.
+//! returns. Usage and configuration errors exit 2, runtime failures 1, a
+//! stop by signal N 128 + N (server mode; see `cli::HELP`).
 
 use mcp_proxy::{child, cli, client, logging, server, signals, supervisor};
 use std::io::Write;
