@@ -197,6 +197,9 @@ struct Router {
     /// reply after a cancel): no longer counted in `posts`.
     detached: std::collections::HashSet<String>,
     backlog: VecDeque<PostJob>,
+    /// Notification and response POSTs not yet acknowledged: nothing sent
+    /// after one may start before it is (see `post`).
+    unacked: usize,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -257,6 +260,7 @@ pub fn run(args: &Args) -> ExitCode {
         posts: 0,
         detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
+        unacked: 0,
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -517,21 +521,36 @@ impl Router {
                 None => log::warn!("no HTTP+SSE endpoint yet; dropped a message"),
             },
             Link::Streamable | Link::Unknown => {
-                if self.posts >= MAX_POSTS {
+                // Each POST runs on its own thread, so two POSTs started
+                // together may reach the remote in either order. Requests
+                // may overtake each other (a slow call must not hold up the
+                // next), but a notification or a response is a fence: what
+                // the client sent after it waits for its 202, so that, say,
+                // `tools/list` never reaches the server before
+                // `notifications/initialized`. Queued jobs keep their order.
+                if !self.backlog.is_empty() || self.posts >= MAX_POSTS || self.unacked > 0 {
                     self.backlog.push_back(job);
                     return;
                 }
-                self.posts += 1;
-                streamable::spawn_post(
-                    self.remote.clone(),
-                    self.url.clone(),
-                    self.session.clone(),
-                    self.gen,
-                    job,
-                    self.tx.clone(),
-                );
+                self.start_post(job);
             }
         }
+    }
+
+    /// Starts a Streamable HTTP POST now (`post` decided it may).
+    fn start_post(&mut self, job: PostJob) {
+        self.posts += 1;
+        if job.msg.kind() != Kind::Request {
+            self.unacked += 1;
+        }
+        streamable::spawn_post(
+            self.remote.clone(),
+            self.url.clone(),
+            self.session.clone(),
+            self.gen,
+            job,
+            self.tx.clone(),
+        );
     }
 
     // ---- sessions ----
@@ -758,8 +777,15 @@ impl Router {
             self.posts = self.posts.saturating_sub(1);
         }
         if self.link != Link::Sse {
-            if let Some(next) = self.backlog.pop_front() {
-                self.post(next);
+            if job.msg.kind() != Kind::Request {
+                self.unacked = self.unacked.saturating_sub(1);
+            }
+            // Start what the queue allows, in order (see `post`).
+            while self.posts < MAX_POSTS && self.unacked == 0 {
+                let Some(next) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.start_post(next);
             }
         }
         let id = (job.msg.kind() == Kind::Request)
