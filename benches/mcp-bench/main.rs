@@ -1,0 +1,115 @@
+//! `make bench`: mcp-proxy side by side with the Python mcp-proxy and
+//! supergateway, with the same echo child, the same remote and the same load
+//! generator, all in this one binary:
+//!
+//! ```text
+//! mcp-bench run [--ours BIN] [--ours-static BIN] [--python BIN] [--supergateway JS]
+//!               [--node BIN] [--out DIR] [--startup-runs N] [--only ours,python,supergateway]
+//! mcp-bench child            the echo child (stdio MCP server)
+//! mcp-bench remote [--port N] the fast Streamable HTTP remote
+//! ```
+//!
+//! `run` prints a markdown table and writes `report.md` and `report.json`
+//! to `--out` (default `target/bench`). Paths default to what `make bench`
+//! installs, relative to the repository root.
+
+mod child;
+mod http;
+mod mcp;
+mod proc;
+mod remote;
+mod report;
+mod run;
+mod streams;
+
+use report::Sys;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const HELP: &str = "\
+usage: mcp-bench run [--ours BIN] [--ours-static BIN] [--python BIN] [--supergateway JS]
+                     [--node BIN] [--out DIR] [--startup-runs N] [--only SYSTEMS]
+       mcp-bench child
+       mcp-bench remote [--port N]
+";
+
+fn main() -> ExitCode {
+    // `cargo bench` appends --bench; it means nothing here.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let r = match args.first().map(String::as_str) {
+        Some("child") => child::run().map_err(|e| format!("echo child: {e}")),
+        Some("remote") => {
+            let port = flag(&args, "--port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            remote::run(port).map_err(|e| format!("remote: {e}"))
+        }
+        Some("run") => bench(&args),
+        _ => {
+            print!("{HELP}");
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let path =
+        |name: &str, default: &str| PathBuf::from(flag(args, name).unwrap_or(default.into()));
+    let only = flag(args, "--only").map(|o| {
+        o.split(',')
+            .filter_map(|s| match s.trim() {
+                "ours" => Some(Sys::Ours),
+                "python" => Some(Sys::Python),
+                "supergateway" => Some(Sys::Supergateway),
+                _ => None,
+            })
+            .collect()
+    });
+    let cfg = run::Config {
+        ours: path("--ours", "target/release/mcp-proxy"),
+        ours_static: Some(path(
+            "--ours-static",
+            "target/x86_64-unknown-linux-musl/release/mcp-proxy",
+        )),
+        python: path("--python", ".cache/bench/py/bin/mcp-proxy"),
+        supergateway: path(
+            "--supergateway",
+            ".cache/bench/node/node_modules/supergateway/dist/index.js",
+        ),
+        node: flag(args, "--node").unwrap_or_else(|| "node".into()),
+        out: path("--out", "target/bench"),
+        startup_runs: flag(args, "--startup-runs")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5),
+        only,
+    };
+    let rep = run::run(&cfg);
+    let md = rep.markdown();
+    println!("{md}");
+    std::fs::create_dir_all(&cfg.out)
+        .map_err(|e| format!("cannot create {}: {e}", cfg.out.display()))?;
+    let md_path = cfg.out.join("report.md");
+    std::fs::write(&md_path, &md)
+        .map_err(|e| format!("cannot write {}: {e}", md_path.display()))?;
+    let js_path = cfg.out.join("report.json");
+    let js = serde_json::to_string_pretty(&rep.json()).expect("a Value always serialises");
+    std::fs::write(&js_path, js + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", js_path.display()))?;
+    eprintln!("wrote {} and {}", md_path.display(), js_path.display());
+    Ok(())
+}
