@@ -7,6 +7,8 @@
 //!               [--node BIN] [--out DIR] [--startup-runs N] [--only ours,python,supergateway]
 //! mcp-bench child            the echo child (stdio MCP server)
 //! mcp-bench remote [--port N] the fast Streamable HTTP remote
+//! mcp-bench load ADDR [--sse] [--calls N] [--sessions N]
+//!                             load on a running server (for perf/strace)
 //! ```
 //!
 //! `run` prints a markdown table and writes `report.md` and `report.json`
@@ -31,6 +33,7 @@ usage: mcp-bench run [--ours BIN] [--ours-static BIN] [--python BIN] [--supergat
                      [--node BIN] [--out DIR] [--startup-runs N] [--only SYSTEMS]
        mcp-bench child
        mcp-bench remote [--port N]
+       mcp-bench load HOST:PORT [--sse] [--calls N] [--sessions N]
 ";
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
             remote::run(port).map_err(|e| format!("remote: {e}"))
         }
         Some("run") => bench(&args),
+        Some("load") => load(&args),
         _ => {
             print!("{HELP}");
             Ok(())
@@ -65,6 +69,61 @@ fn main() -> ExitCode {
 fn flag(args: &[String], name: &str) -> Option<String> {
     let i = args.iter().position(|a| a == name)?;
     args.get(i + 1).cloned()
+}
+
+/// Sequential calls (one session) or a throughput run (several) against a
+/// server that is already running, printing the latency figures: the
+/// workload to hold steady under `perf stat -p` or `strace -c -p`.
+fn load(args: &[String]) -> Result<(), String> {
+    let addr: std::net::SocketAddr = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .ok_or("load needs HOST:PORT")?;
+    let sse = args.iter().any(|a| a == "--sse");
+    let calls: usize = flag(args, "--calls")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let sessions: usize = flag(args, "--sessions")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let t0 = std::time::Instant::now();
+    let mut lat = if sessions <= 1 {
+        let mut c: Box<dyn mcp::Caller> = if sse {
+            Box::new(mcp::Legacy::open(addr, "/sse").map_err(|e| e.to_string())?)
+        } else {
+            Box::new(mcp::Streamable::open(addr, "/mcp").map_err(|e| e.to_string())?)
+        };
+        mcp::measure(c.as_mut(), 0, calls).map_err(|e| e.to_string())?
+    } else {
+        let open = move || -> std::io::Result<Box<dyn mcp::Caller>> {
+            Ok(if sse {
+                Box::new(mcp::Legacy::open(addr, "/sse")?)
+            } else {
+                Box::new(mcp::Streamable::open(addr, "/mcp")?)
+            })
+        };
+        let t = run::throughput(
+            &open,
+            sessions,
+            std::time::Duration::from_secs(600),
+            Some(calls as u64),
+        );
+        if let Some(e) = t.errors.first() {
+            eprintln!("{} session errors, first: {e}", t.errors.len());
+        }
+        t.lat
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    println!(
+        "{} calls in {secs:.2} s ({:.0}/s): p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs",
+        lat.len(),
+        lat.len() as f64 / secs,
+        report::pct_us(&lat, 0.5),
+        report::pct_us(&lat, 0.9),
+        report::pct_us(&lat, 0.99)
+    );
+    Ok(())
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
