@@ -20,6 +20,8 @@ use std::time::Instant;
 
 /// The argument the echo tool sends back: small, like most tool calls.
 pub const PAYLOAD: &str = "the quick brown fox jumps over the lazy dog 0123456789";
+/// How long a stdio peer gets to exit after EOF on its stdin.
+const STDIN_EOF_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// The protocol version the load generator asks for.
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
 
@@ -88,7 +90,8 @@ pub fn measure(c: &mut dyn Caller, warm: usize, n: usize) -> io::Result<Vec<u64>
 /// A process spoken to over stdio, one JSON-RPC message per line.
 pub struct Stdio {
     pub proc: Proc,
-    w: ChildStdin,
+    /// `None` only while dropping: closing it is how a stdio peer is told to exit.
+    w: Option<ChildStdin>,
     r: BufReader<ChildStdout>,
     line: Vec<u8>,
     out: Vec<u8>,
@@ -102,7 +105,7 @@ impl Stdio {
         let r = proc.child.stdout.take().expect("stdout is piped by Proc");
         let mut s = Stdio {
             proc,
-            w,
+            w: Some(w),
             r: BufReader::with_capacity(64 << 10, r),
             line: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
@@ -110,10 +113,15 @@ impl Stdio {
         };
         s.out = initialize_msg(0).into_bytes();
         s.out.push(b'\n');
-        s.w.write_all(&s.out)?;
+        s.w.as_mut().expect("set above").write_all(&s.out)?;
         s.wait_reply(0)?;
-        s.w.write_all(format!("{INITIALIZED_MSG}\n").as_bytes())?;
+        s.stdin()
+            .write_all(format!("{INITIALIZED_MSG}\n").as_bytes())?;
         Ok(s)
+    }
+
+    fn stdin(&mut self) -> &mut ChildStdin {
+        self.w.as_mut().expect("stdin is only taken when dropping")
     }
 
     fn wait_reply(&mut self, id: u64) -> io::Result<Value> {
@@ -150,7 +158,7 @@ impl Stdio {
             self.next_id += 1;
             call_msg(&mut out, id);
             out.push(b'\n');
-            self.w.write_all(&out)?;
+            self.stdin().write_all(&out)?;
             sent.push_back((id, Instant::now()));
         }
         while let Some((id, t)) = sent.pop_front() {
@@ -161,11 +169,26 @@ impl Stdio {
                 self.next_id += 1;
                 call_msg(&mut out, id);
                 out.push(b'\n');
-                self.w.write_all(&out)?;
+                self.stdin().write_all(&out)?;
                 sent.push_back((id, Instant::now()));
             }
         }
         Ok((lat.len() as u64, lat))
+    }
+}
+
+impl Drop for Stdio {
+    /// EOF first, the way a real client says goodbye; the guard kills
+    /// whatever has not exited by then.
+    fn drop(&mut self) {
+        drop(self.w.take());
+        let deadline = Instant::now() + STDIN_EOF_GRACE;
+        while Instant::now() < deadline {
+            if self.proc.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -175,7 +198,8 @@ impl Caller for Stdio {
         self.next_id += 1;
         call_msg(&mut self.out, id);
         self.out.push(b'\n');
-        self.w.write_all(&self.out)?;
+        let w = self.w.as_mut().expect("stdin is only taken when dropping");
+        w.write_all(&self.out)?;
         self.wait_reply(id).map(drop)
     }
 }
