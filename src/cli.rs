@@ -174,8 +174,22 @@ pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&one_line(&self.0))
     }
+}
+
+/// Errors quote what the user typed; a control character in it (a newline
+/// in an argument, say) is shown escaped so the error stays one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl From<lexopt::Error> for UsageError {
@@ -246,6 +260,14 @@ fn verify_value(s: &str) -> Result<VerifySsl, UsageError> {
 /// Parses the arguments (without the program name). `getenv` supplies
 /// `SSE_URL` and `API_ACCESS_TOKEN`, so tests need not touch the process env.
 pub fn parse<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    parse_inner(argv, getenv).map_err(|e| UsageError(one_line(&e.0)))
+}
+
+fn parse_inner<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
 where
     I: IntoIterator,
     I::Item: Into<OsString>,
@@ -553,6 +575,8 @@ mod tests {
             (&["-H", "X"], "--headers"),
             (&["http://h", "extra"], "extra"),
             (&["--env", "A=B", "v", "srv"], "--env"),
+            // found by fuzzing (tests/fuzz cli_args): a newline in a value
+            (&["--port", "\n", "srv"], "--port: '\\n'"),
         ];
         for (args, want) in cases {
             let err = run(args).unwrap_err();
