@@ -11,9 +11,11 @@
 //!                             load on a running server (for perf/strace)
 //! ```
 //!
-//! `run` prints a markdown table and writes `report.md` and `report.json`
-//! to `--out` (default `target/bench`). Paths default to what `make bench`
-//! installs, relative to the repository root.
+//! `--ours` defaults to the static musl binary when it has been built,
+//! else `target/release/mcp-proxy`. `run` prints a markdown table and
+//! writes `report.md` and `report.json` to `--out` (default
+//! `target/bench`). Paths default to what `make bench` installs, relative
+//! to the repository root.
 
 mod child;
 mod http;
@@ -139,12 +141,19 @@ fn bench(args: &[String]) -> Result<(), String> {
             })
             .collect()
     });
+    let ours_static = path(
+        "--ours-static",
+        "target/x86_64-unknown-linux-musl/release/mcp-proxy",
+    );
+    // The static binary is what ships; measure it whenever it was built.
+    let ours_default = if ours_static.exists() {
+        ours_static.clone()
+    } else {
+        PathBuf::from("target/release/mcp-proxy")
+    };
     let cfg = run::Config {
-        ours: path("--ours", "target/release/mcp-proxy"),
-        ours_static: Some(path(
-            "--ours-static",
-            "target/x86_64-unknown-linux-musl/release/mcp-proxy",
-        )),
+        ours: flag(args, "--ours").map_or(ours_default, PathBuf::from),
+        ours_static: Some(ours_static),
         python: path("--python", ".cache/bench/py/bin/mcp-proxy"),
         supergateway: path(
             "--supergateway",

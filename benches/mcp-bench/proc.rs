@@ -165,3 +165,42 @@ pub fn rss_kib(pid: i32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
+
+/// RSS in KiB of `pid` and all its descendants, leaving out processes
+/// running `skip_exe` (the echo child, which is the same behind every
+/// system) and their descendants.
+pub fn tree_rss_kib(pid: i32, skip_exe: &std::path::Path) -> Option<u64> {
+    let mut parent = Vec::new();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The command name may hold spaces; the fields after it do not.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(pp) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<i32>().ok())
+        {
+            parent.push((p, pp));
+        }
+    }
+    let mut total = rss_kib(pid)?;
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(c, _) in parent.iter().filter(|(_, pp)| *pp == q) {
+            let exe = std::fs::read_link(format!("/proc/{c}/exe")).ok();
+            if exe.as_deref() == Some(skip_exe) {
+                continue;
+            }
+            total += rss_kib(c).unwrap_or(0);
+            frontier.push(c);
+        }
+    }
+    Some(total)
+}

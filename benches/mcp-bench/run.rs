@@ -332,6 +332,8 @@ pub fn run(cfg: &Config) -> Report {
     machine(&mut rep);
     raise_nofile(&mut rep);
     let t_all = Instant::now();
+    rep.machine
+        .push(("ours measured".into(), cfg.ours.display().to_string()));
 
     // Floors: the load generator straight to the child, then to the remote.
     if let Err(e) = floors(cfg, &mut rep) {
@@ -462,6 +464,18 @@ fn server_mode(cfg: &Config, sys: Sys, rep: &mut Report) -> io::Result<()> {
     let (p, addr, _) = cfg.start_server(sys, Transport::Streamable)?;
     thread::sleep(IDLE_SETTLE);
     rss_row(rep, "idle after start-up", sys, &p);
+    let exe = std::env::current_exe().expect("the running bench knows its own path");
+    match crate::proc::tree_rss_kib(p.pid(), &exe) {
+        Some(k) => rep.set(
+            W6,
+            "idle, with its helper processes (not the echo child)",
+            "MiB",
+            Better::Lower,
+            sys,
+            mib(k),
+        ),
+        None => rep.note(format!("{}: no RSS for its process tree", sys.label())),
+    }
 
     let mut c = Streamable::open(addr, "/mcp")?;
     match measure(&mut c, WARMUP_CALLS, LATENCY_CALLS) {
