@@ -11,8 +11,8 @@
 //!                             load on a running server (for perf/strace)
 //! ```
 //!
-//! `--ours` defaults to the static musl binary when it has been built,
-//! else `target/release/mcp-proxy`. `run` prints a markdown table and
+//! `--ours` defaults to the static musl binary when it is at least as new as
+//! `target/release/mcp-proxy`, else to the latter. `run` prints a table and
 //! writes `report.md` and `report.json` to `--out` (default
 //! `target/bench`). Paths default to what `make bench` installs, relative
 //! to the repository root.
@@ -145,11 +145,14 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--ours-static",
         "target/x86_64-unknown-linux-musl/release/mcp-proxy",
     );
-    // The static binary is what ships; measure it whenever it was built.
-    let ours_default = if ours_static.exists() {
-        ours_static.clone()
-    } else {
-        PathBuf::from("target/release/mcp-proxy")
+    // The static binary is what ships; measure it whenever it is at least
+    // as new as the release build (an older one would be stale code).
+    let dynamic = PathBuf::from("target/release/mcp-proxy");
+    let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let ours_default = match (mtime(&ours_static), mtime(&dynamic)) {
+        (Some(s), Some(d)) if s >= d => ours_static.clone(),
+        (Some(_), None) => ours_static.clone(),
+        _ => dynamic,
     };
     let cfg = run::Config {
         ours: flag(args, "--ours").map_or(ours_default, PathBuf::from),
