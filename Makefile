@@ -59,4 +59,6 @@ bench:
 	@test -f $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js || \
 		npm install --silent --prefix $(BENCH_CACHE)/node supergateway@4.0.0 || \
 		echo "bench: could not install supergateway (needs npm); it is skipped"
-	$(CARGO) bench --locked --bench mcp-bench -- run
+	$(CARGO) bench --locked --bench mcp-bench -- run \
+		--python $(BENCH_CACHE)/py/bin/mcp-proxy \
+		--supergateway $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js

@@ -30,7 +30,7 @@ const THROUGHPUT_TIME: Duration = Duration::from_secs(10);
 /// Calls before the "after many calls" RSS reading...
 const MANY_CALLS: u64 = 100_000;
 /// ...unless this much time runs out first (slow peers).
-const MANY_CALLS_CAP: Duration = Duration::from_secs(40);
+const MANY_CALLS_CAP: Duration = Duration::from_secs(25);
 /// SSE streams held open for the memory workload.
 const STREAMS: usize = 1_000;
 /// Quiet time with all streams open, to see keepalives flow.
