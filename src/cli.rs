@@ -34,10 +34,12 @@ Client mode options:
       --no-verify-ssl         do not verify TLS certificates (insecure)
       --username USER         HTTP Basic authentication user (with --password)
       --password PASSWORD     HTTP Basic authentication password
-      --digest                Digest authentication (not supported yet)
-      --client-id ID          OAuth2 client credentials (not supported yet;
-      --client-secret SECRET  the three flags --client-id, --client-secret
-      --token-url URL         and --token-url go together)
+      --digest                use HTTP Digest (MD5) instead of Basic with
+                              --username/--password
+      --client-id ID          OAuth2 client credentials grant: the client id,
+      --client-secret SECRET  its secret and the token endpoint (all three
+      --token-url URL         together); the token is sent as a Bearer token
+                              and renewed before it expires
 
 Server mode options:
       --host HOST             address to listen on [default: 127.0.0.1]
@@ -60,6 +62,9 @@ Server mode options:
       --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
                               [default: mcp-session-id]
       --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
+      --session-timeout SECONDS
+                              end a Streamable HTTP session idle this long (no
+                              open stream, nothing in flight), 0 never [default: 1800]
       --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
 
 Limits:
@@ -91,6 +96,13 @@ pub enum Transport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifySsl {
     Yes,
     No,
@@ -112,6 +124,12 @@ pub struct Args {
     /// HTTP Basic credentials (`--username`/`--password`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--digest`: answer Digest challenges with the credentials instead of
+    /// sending Basic.
+    pub digest: bool,
+    /// OAuth2 client credentials (`--client-id`, `--client-secret`,
+    /// `--token-url`): all three or none.
+    pub oauth: Option<OAuth>,
 
     pub log_level: log::LevelFilter,
 
@@ -126,6 +144,8 @@ pub struct Args {
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
     pub keepalive: Option<Duration>,
+    /// Idle Streamable HTTP sessions end after this long (`None`: never).
+    pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
 }
@@ -153,6 +173,8 @@ impl Default for Args {
             verify_ssl: VerifySsl::Yes,
             username: None,
             password: None,
+            digest: false,
+            oauth: None,
             log_level: log::LevelFilter::Info,
             env: Vec::new(),
             cwd: None,
@@ -165,6 +187,7 @@ impl Default for Args {
             allow_origins: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
             keepalive: Some(Duration::from_secs(15)),
+            session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
         }
@@ -291,6 +314,7 @@ where
     let mut debug = false;
     let mut level = None;
     let mut expose: Vec<String> = Vec::new();
+    let (mut client_id, mut client_secret, mut token_url) = (None, None, None);
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -351,16 +375,10 @@ where
             Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
             Long("username") => a.username = Some(string(p.value()?, "--username")?),
             Long("password") => a.password = Some(string(p.value()?, "--password")?),
-            Long("digest") => {
-                return Err(UsageError(
-                    "--digest: Digest authentication is not supported yet; use --username and --password for Basic, or -H Authorization".into(),
-                ))
-            }
-            Long(flag @ ("client-id" | "client-secret" | "token-url")) => {
-                return Err(UsageError(format!(
-                    "--{flag}: OAuth2 client credentials are not supported yet; fetch a token yourself and pass it as API_ACCESS_TOKEN"
-                )))
-            }
+            Long("digest") => a.digest = true,
+            Long("client-id") => client_id = Some(string(p.value()?, "--client-id")?),
+            Long("client-secret") => client_secret = Some(string(p.value()?, "--client-secret")?),
+            Long("token-url") => token_url = Some(string(p.value()?, "--token-url")?),
             Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
             Long("debug") => debug = true,
             Long("no-debug") => debug = false,
@@ -400,6 +418,10 @@ where
             Long("no-stateless") => a.stateless = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
             Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
+            Long("session-timeout") => {
+                let secs: u64 = number(p.value()?, "--session-timeout")?;
+                a.session_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Long("keepalive") => {
                 let secs: u64 = number(p.value()?, "--keepalive")?;
                 a.keepalive = (secs > 0).then(|| Duration::from_secs(secs));
@@ -428,6 +450,31 @@ where
         .or_else(|| getenv("SSE_URL").filter(|s| !s.is_empty()));
     a.child_args = pos.collect();
     a.access_token = getenv("API_ACCESS_TOKEN").filter(|s| !s.is_empty());
+    match (client_id, client_secret, token_url) {
+        (None, None, None) => {}
+        (Some(client_id), Some(client_secret), Some(token_url)) => {
+            if !is_url(&token_url) {
+                return Err(UsageError(format!(
+                    "--token-url: '{token_url}' is not an http(s) URL"
+                )));
+            }
+            a.oauth = Some(OAuth {
+                client_id,
+                client_secret,
+                token_url,
+            });
+        }
+        _ => {
+            return Err(UsageError(
+                "--client-id, --client-secret and --token-url: OAuth2 needs all three".into(),
+            ))
+        }
+    }
+    if a.digest && (a.username.is_none() || a.password.is_none()) {
+        return Err(UsageError(
+            "--digest: Digest authentication needs --username and --password".into(),
+        ));
+    }
     if a.username.is_some() != a.password.is_some() {
         return Err(UsageError(
             "--username and --password: both are required for Basic authentication".into(),
@@ -487,6 +534,24 @@ mod tests {
         assert_eq!(a.client_url(), Some("http://h/sse"));
         assert_eq!(a.headers, vec![("Authorization".into(), "Bearer T".into())]);
         assert_eq!(a.transport, Transport::Sse);
+        let a = run(&[
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--token-url",
+            "https://t/token",
+            "http://h",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.oauth,
+            Some(OAuth {
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                token_url: "https://t/token".into()
+            })
+        );
         let a = run(&["--username", "u", "--password", "p", "http://h"]).unwrap();
         assert_eq!(
             (a.username.as_deref(), a.password.as_deref()),
@@ -615,12 +680,44 @@ mod tests {
             (&["--digest", "http://h"], "--digest"),
             (&["--client-id", "c", "http://h"], "--client-id"),
             (&["--token-url", "http://t", "http://h"], "--token-url"),
+            (
+                &[
+                    "--client-id",
+                    "c",
+                    "--client-secret",
+                    "s",
+                    "--token-url",
+                    "t",
+                    "http://h",
+                ],
+                "--token-url",
+            ),
         ];
         for (args, want) in cases {
             let err = run(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn session_timeout_flag() {
+        assert_eq!(
+            run(&["srv"]).unwrap().session_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let a = run(&["--session-timeout", "5", "srv"]).unwrap();
+        assert_eq!(a.session_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            run(&["--session-timeout", "0", "srv"])
+                .unwrap()
+                .session_timeout,
+            None
+        );
+        assert!(run(&["--session-timeout", "soon", "srv"])
+            .unwrap_err()
+            .contains("--session-timeout"));
+        assert!(HELP.contains("--session-timeout"));
     }
 
     #[test]

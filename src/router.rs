@@ -27,9 +27,11 @@ use crate::jsonrpc::{self, Kind, Message};
 use crate::util;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
+};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Protocol versions a session may negotiate, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -42,6 +44,8 @@ pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
 pub const STREAM_QUEUE_MESSAGES: usize = 256;
 /// Events kept per stream for `Last-Event-ID` replay (SH-41).
 pub const REPLAY_EVENTS: usize = 64;
+/// Bytes of events kept per stream for replay; older ones go first.
+pub const REPLAY_BYTES: usize = 4 << 20;
 /// Finished POST streams whose events stay replayable, per session.
 pub const REPLAY_STREAMS: usize = 8;
 /// How long the child gets to exit after its stdin closes, and again after
@@ -108,7 +112,6 @@ pub enum PostReply {
         created: bool,
         stream: u64,
         version: String,
-        requests: usize,
         rx: Receiver<Out>,
     },
     /// An HTTP error with its body.
@@ -118,6 +121,8 @@ pub enum PostReply {
 pub enum GetReply {
     Stream {
         stream: u64,
+        /// Names this connection in [`Event::StreamGone`].
+        conn: u64,
         /// The stream's last event number, for a 2025-11-25 priming event.
         seq: u64,
         /// The client resumed with `Last-Event-ID` (no priming then).
@@ -166,6 +171,8 @@ pub enum Event {
     StreamGone {
         session: String,
         stream: u64,
+        /// Which connection of the stream (a resumed stream has several).
+        conn: u64,
     },
     Status {
         reply: Sender<ServerStatus>,
@@ -181,7 +188,18 @@ pub enum Event {
 pub struct Config {
     pub spec: ChildSpec,
     pub max_message_bytes: usize,
+    /// How long the child may take to answer the proxy's `initialize`;
+    /// `None` waits as long as it takes (npx may be downloading).
+    pub init_timeout: Option<Duration>,
+    /// Streamable HTTP sessions idle this long are ended (`None`: never).
+    pub session_timeout: Option<Duration>,
 }
+
+/// The most time between two sweeps for idle sessions.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often a slow `initialize` is reported while we wait for it.
+const INIT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts the router thread and its child, and waits for the child to
 /// answer the proxy's `initialize`. Returns the router's event sender.
@@ -189,15 +207,42 @@ pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
     let (tx, rx) = channel();
     let (ready_tx, ready_rx) = channel();
     let name = cfg.spec.name.clone();
+    let init_timeout = cfg.init_timeout;
     let router_tx = tx.clone();
     thread::Builder::new()
         .name(format!("router-{name}"))
         .spawn(move || Router::new(cfg, router_tx).run(rx, ready_tx))
         .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(tx),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("server '{name}' stopped before it was ready")),
+    let started = std::time::Instant::now();
+    loop {
+        let wait = match init_timeout {
+            Some(t) => t
+                .saturating_sub(started.elapsed())
+                .min(INIT_REPORT_INTERVAL),
+            None => INIT_REPORT_INTERVAL,
+        };
+        match ready_rx.recv_timeout(wait) {
+            Ok(Ok(())) => return Ok(tx),
+            Ok(Err(e)) => return Err(e),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(format!("server '{name}' stopped before it was ready"))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if init_timeout.is_some_and(|t| started.elapsed() >= t) {
+                    let (done, finished) = channel();
+                    let _ = tx.send(Event::Shutdown { done });
+                    let _ = finished.recv_timeout(CHILD_GRACE * 3);
+                    return Err(format!(
+                        "server '{name}' did not answer initialize within {} s; check its command, or raise its \"timeout\" in the config file",
+                        init_timeout.map(|t| t.as_secs()).unwrap_or(0)
+                    ));
+                }
+                log::warn!(
+                    "still waiting for server '{name}' to answer initialize ({} s so far)",
+                    started.elapsed().as_secs()
+                );
+            }
+        }
     }
 }
 
@@ -220,8 +265,12 @@ const MAIN: u64 = 0;
 
 struct Stream {
     tx: Option<SyncSender<Out>>,
+    /// Counts the connections that have carried this stream, so a report
+    /// about an old one cannot close its successor.
+    conn: u64,
     seq: u64,
     history: VecDeque<(u64, String, bool)>,
+    history_bytes: usize,
     json_only: bool,
     /// Requests whose response is still due on this stream.
     open: usize,
@@ -230,9 +279,11 @@ struct Stream {
 impl Stream {
     fn new(tx: Option<SyncSender<Out>>, json_only: bool, open: usize) -> Stream {
         Stream {
+            conn: u64::from(tx.is_some()),
             tx,
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             json_only,
             open,
         }
@@ -257,6 +308,8 @@ struct Session {
     next_stream: u64,
     log_level: Option<usize>,
     subs: HashSet<String>,
+    /// The last time the client sent or opened something.
+    last_active: Instant,
 }
 
 impl Session {
@@ -272,6 +325,7 @@ impl Session {
             next_stream: 1,
             log_level: None,
             subs: HashSet::new(),
+            last_active: Instant::now(),
         }
     }
 
@@ -318,7 +372,8 @@ struct Router {
     exit_note: String,
     child: Option<ChildProcess>,
     stdin: Option<Sender<String>>,
-    init_result: Option<Value>,
+    /// The child's `initialize` result, as the raw text it sent.
+    init_result: Option<String>,
     sessions: HashMap<String, Session>,
     inflight: HashMap<u64, Inflight>,
     /// Upstream progress token -> upstream request id.
@@ -363,7 +418,30 @@ impl Router {
             let _ = ready.take().expect("first use").send(Err(e));
             return;
         }
-        while let Ok(ev) = rx.recv() {
+        let sweep_every = self
+            .cfg
+            .session_timeout
+            .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
+        let mut last_sweep = Instant::now();
+        loop {
+            let ev = match sweep_every {
+                Some(every) => match rx.recv_timeout(every) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(ev) => Some(ev),
+                    Err(_) => return,
+                },
+            };
+            if let Some(every) = sweep_every {
+                if last_sweep.elapsed() >= every {
+                    last_sweep = Instant::now();
+                    self.end_idle_sessions();
+                }
+            }
+            let Some(ev) = ev else { continue };
             match ev {
                 Event::Child(line) => {
                     self.on_child_line(line);
@@ -411,7 +489,11 @@ impl Router {
                     }
                     let _ = reply.send(known);
                 }
-                Event::StreamGone { session, stream } => self.stream_gone(&session, stream),
+                Event::StreamGone {
+                    session,
+                    stream,
+                    conn,
+                } => self.stream_gone(&session, stream, conn),
                 Event::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
@@ -504,7 +586,9 @@ impl Router {
     }
 
     /// The child closed its stdout: it is gone. Every request in flight is
-    /// answered now. This is where a restart (issue 4) hooks in.
+    /// answered now, and later ones fail at once. A restart policy belongs
+    /// at the end of this function: `spawn_child` starts and initializes a
+    /// new child, and requests arriving meanwhile wait in `pending`.
     fn on_child_exit(&mut self) {
         let status = self.child.as_mut().and_then(|c| {
             // The pipe closes a moment before the process is reapable.
@@ -586,7 +670,7 @@ impl Router {
             );
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         let line = m.with_id(&inf.orig_id).into_raw();
         self.deliver_response(&inf.session, inf.route, line);
     }
@@ -598,7 +682,7 @@ impl Router {
             self.state = State::Exited;
             return;
         }
-        self.init_result = Some(m.value()["result"].clone());
+        self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
@@ -636,8 +720,8 @@ impl Router {
                 child_id: child_id.clone(),
             },
         );
-        if !self.deliver(&sid, route, line, false) {
-            self.server_requests.remove(&ours);
+        // A session dropped while delivering has refused the request already.
+        if !self.deliver(&sid, route, line, false) && self.server_requests.remove(&ours).is_some() {
             let why = format!("mcp-proxy: the client session for {method} is gone");
             let line = jsonrpc::error_reply(Some(&child_id), jsonrpc::INTERNAL_ERROR, &why, None);
             self.send_child(line);
@@ -782,6 +866,36 @@ impl Router {
 
     // ---- sessions ----
 
+    /// Ends Streamable HTTP sessions that have had no stream open, nothing
+    /// in flight and no message for the session timeout: clients that
+    /// vanish without DELETE would otherwise hold their state forever.
+    fn end_idle_sessions(&mut self) {
+        let Some(timeout) = self.cfg.session_timeout else {
+            return;
+        };
+        let busy: HashSet<&String> = self.inflight.values().map(|i| &i.session).collect();
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                s.transport == Transport::Streamable
+                    && !busy.contains(k)
+                    && s.main.tx.is_none()
+                    && s.posts.values().all(|p| p.tx.is_none())
+                    && s.last_active.elapsed() >= timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sid in idle {
+            log::info!(
+                "server '{}': ending a session idle for {} s",
+                self.name,
+                timeout.as_secs()
+            );
+            self.close_session(&sid, "idle for too long");
+        }
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -807,6 +921,9 @@ impl Router {
     }
 
     fn post(&mut self, p: &Post) -> PostReply {
+        if let Some(s) = p.session.as_ref().and_then(|s| self.sessions.get_mut(s)) {
+            s.last_active = Instant::now();
+        }
         let not_found = |msg: &str| PostReply::Error {
             status: 404,
             body: jsonrpc::error_body(None, -32001, msg),
@@ -914,7 +1031,6 @@ impl Router {
             created: new_session.is_some(),
             stream,
             version,
-            requests,
             rx,
         }
     }
@@ -927,8 +1043,22 @@ impl Router {
             Kind::Notification => self.session_notification(sid, m),
             Kind::Response => {
                 let ours = m.id().and_then(|i| i.parse::<u64>().ok());
+                // Without sessions (--stateless) the answer to a server
+                // request necessarily comes in another POST, so any
+                // stateless exchange may carry it.
+                let stateless = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.transport == Transport::Stateless);
                 let r = ours.and_then(|o| {
-                    if self.server_requests.get(&o)?.session == sid {
+                    let target = &self.server_requests.get(&o)?.session;
+                    let same = target == sid
+                        || (stateless
+                            && self
+                                .sessions
+                                .get(target)
+                                .is_some_and(|s| s.transport == Transport::Stateless));
+                    if same {
                         self.server_requests.remove(&o)
                     } else {
                         None
@@ -1071,9 +1201,21 @@ impl Router {
         };
         s.version = version.to_owned();
         s.initialized = true;
-        let mut result = self.init_result.clone().unwrap_or_else(|| json!({}));
-        result["protocolVersion"] = Value::String(version.to_owned());
-        jsonrpc::result_reply(id, &result.to_string())
+        // The child's own bytes, with only the version changed.
+        let result = self.init_result.as_deref().unwrap_or("{}");
+        let reply = Message::ours(jsonrpc::result_reply(id, result));
+        let v = jsonrpc::quote(version);
+        match reply.replace(&["result", "protocolVersion"], &v) {
+            Some(r) => r.into_raw(),
+            None => {
+                let mut value = reply.value()["result"].clone();
+                if !value.is_object() {
+                    value = json!({});
+                }
+                value["protocolVersion"] = Value::String(version.to_owned());
+                jsonrpc::result_reply(id, &value.to_string())
+            }
+        }
     }
 
     fn session_notification(&mut self, sid: &str, m: Message) {
@@ -1111,13 +1253,13 @@ impl Router {
         let Some(inf) = self.inflight.remove(&up) else {
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         self.request_done(&inf.session, inf.route);
     }
 
     fn answer_error(&mut self, up: u64, code: i64, msg: &str) {
         if let Some(inf) = self.inflight.remove(&up) {
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
             let line = jsonrpc::error_reply(Some(&inf.orig_id), code, msg, None);
             self.deliver_response(&inf.session, inf.route, line);
         }
@@ -1213,8 +1355,12 @@ impl Router {
         let event_id = resumable.then(|| format!("{n}-{}", st.seq));
         if resumable {
             st.history.push_back((st.seq, data.clone(), response));
-            while st.history.len() > REPLAY_EVENTS {
-                st.history.pop_front();
+            st.history_bytes += data.len();
+            while st.history.len() > REPLAY_EVENTS || st.history_bytes > REPLAY_BYTES {
+                match st.history.pop_front() {
+                    Some((_, old, _)) => st.history_bytes -= old.len(),
+                    None => break,
+                }
             }
         }
         let result = match &st.tx {
@@ -1241,7 +1387,12 @@ impl Router {
                 false
             }
             Delivery::Gone => {
-                self.stream_gone(sid, n);
+                let conn = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.stream_mut(route))
+                    .map_or(0, |st| st.conn);
+                self.stream_gone(sid, n, conn);
                 false
             }
         }
@@ -1250,10 +1401,18 @@ impl Router {
     /// A client connection went away. The HTTP+SSE stream is the session,
     /// so the session ends; a POST stream's requests are cancelled at the
     /// child; a GET stream is simply closed.
-    fn stream_gone(&mut self, sid: &str, stream: u64) {
+    fn stream_gone(&mut self, sid: &str, stream: u64, conn: u64) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
+        let current = match stream {
+            MAIN => s.main.conn,
+            n => s.posts.get(&n).map_or(0, |st| st.conn),
+        };
+        if current != conn {
+            return;
+        }
+        s.last_active = Instant::now();
         if s.transport == Transport::Sse {
             return self.close_session(sid, "the client disconnected");
         }
@@ -1306,7 +1465,7 @@ impl Router {
         for up in ups {
             self.cancel_at_child(up, reason);
             self.inflight.remove(&up);
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
         }
         let asked: Vec<u64> = self
             .server_requests
@@ -1349,6 +1508,9 @@ impl Router {
     }
 
     fn open_get(&mut self, sid: &str, last_event_id: Option<&str>) -> GetReply {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.last_active = Instant::now();
+        }
         let Some(s) = self.sessions.get_mut(sid) else {
             return GetReply::Error {
                 status: 404,
@@ -1375,7 +1537,9 @@ impl Router {
         } else {
             s.posts.get_mut(&n).expect("checked above")
         };
-        if n == MAIN && st.tx.is_some() {
+        // A resumption supersedes the connection it resumes (the client
+        // saw it break before we did); a second fresh stream is a conflict.
+        if n == MAIN && st.tx.is_some() && after.is_none() {
             return GetReply::Error {
                 status: 409,
                 body: jsonrpc::error_body(
@@ -1399,9 +1563,11 @@ impl Router {
         // (and a POST stream still waiting for its response) goes on.
         if n == MAIN || st.open > 0 {
             st.tx = Some(tx);
+            st.conn += 1;
         }
         GetReply::Stream {
             stream: n,
+            conn: st.conn,
             seq: st.seq,
             resumed: after.is_some(),
             version,
@@ -1464,5 +1630,116 @@ mod tests {
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    /// A router with no child: its routing state, driven directly.
+    fn router() -> Router {
+        let (tx, _rx) = channel();
+        let spec = ChildSpec {
+            name: "t".into(),
+            program: "none".into(),
+            args: vec![],
+            env: vec![],
+            cwd: None,
+        };
+        let mut r = Router::new(
+            Config {
+                spec,
+                max_message_bytes: 1 << 20,
+                init_timeout: None,
+                session_timeout: None,
+            },
+            tx,
+        );
+        r.state = State::Running;
+        r
+    }
+
+    /// Adds an HTTP+SSE session with `caps` and `busy` requests in flight;
+    /// returns its id and the receiving end of its stream.
+    fn add(r: &mut Router, name: &str, caps: Caps, busy: usize) -> Receiver<Out> {
+        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let mut s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
+        s.caps = caps;
+        r.sessions.insert(name.into(), s);
+        for _ in 0..busy {
+            let up = r.fresh_id();
+            r.inflight.insert(
+                up,
+                Inflight {
+                    session: name.into(),
+                    orig_id: "1".into(),
+                    route: Route::Main,
+                    progress: None,
+                },
+            );
+        }
+        rx
+    }
+
+    const SAMPLING: Caps = Caps {
+        sampling: true,
+        elicitation: false,
+        roots: false,
+    };
+    const NONE: Caps = Caps {
+        sampling: false,
+        elicitation: false,
+        roots: false,
+    };
+
+    #[test]
+    fn server_requests_go_only_where_they_can_be_answered() {
+        let pick = |r: &Router| r.pick_session_for("sampling/createMessage").map(|(s, _)| s);
+        let mut r = router();
+        let _a = add(&mut r, "a", SAMPLING, 0);
+        assert!(pick(&r).unwrap_err().contains("no client session"));
+        let _b = add(&mut r, "b", NONE, 2);
+        assert_eq!(pick(&r).unwrap(), "b", "the only busy session");
+        let _c = add(&mut r, "c", SAMPLING, 1);
+        assert_eq!(pick(&r).unwrap(), "c", "the only busy one that can sample");
+        let _d = add(&mut r, "d", SAMPLING, 1);
+        assert!(pick(&r).unwrap_err().contains("cannot tell"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_only_that_session() {
+        let mut r = router();
+        let _slow = add(&mut r, "slow", NONE, 1);
+        let fast = add(&mut r, "fast", NONE, 0);
+        for i in 0..=STREAM_QUEUE_MESSAGES {
+            r.deliver("slow", Route::Main, format!("{i}"), false);
+        }
+        assert!(!r.sessions.contains_key("slow"));
+        assert!(r.inflight.is_empty(), "its requests are forgotten");
+        assert!(r.deliver("fast", Route::Main, "x".into(), false));
+        assert_eq!(fast.try_recv().unwrap().data, "x");
+    }
+
+    #[test]
+    fn replay_resumes_after_the_given_event() {
+        let mut r = router();
+        let s = Session::new(Transport::Streamable, "2025-06-18", None);
+        r.sessions.insert("s".into(), s);
+        for i in 1..=3 {
+            r.deliver("s", Route::Main, format!("m{i}"), false);
+        }
+        let GetReply::Stream { rx, resumed, .. } = r.open_get("s", Some("0-1")) else {
+            panic!("a stream")
+        };
+        assert!(resumed);
+        let got: Vec<(Option<String>, String)> =
+            rx.try_iter().map(|o| (o.event_id, o.data)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("0-2".into()), "m2".into()),
+                (Some("0-3".into()), "m3".into())
+            ]
+        );
+        assert!(matches!(
+            r.open_get("s", None),
+            GetReply::Error { status: 409, .. }
+        ));
     }
 }

@@ -13,14 +13,14 @@ mod http;
 mod legacy;
 mod streamable;
 
-use crate::child::{self, ChildSpec};
 use crate::cli::Args;
+use crate::config;
 use crate::router::{self, Event, ServerStatus};
 use crate::{signals, util};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tiny_http::{Method, Request};
@@ -44,6 +44,8 @@ pub struct Mount {
 /// routers' senders, and a few counters.
 pub struct Ctx {
     pub args: Args,
+    /// Configured but disabled servers, shown in /status.
+    pub disabled: Vec<String>,
     pub mounts: Vec<Mount>,
     pub loopback: bool,
     /// Microseconds since the epoch of the last SSE connect or /mcp request.
@@ -64,128 +66,55 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Splits a command string into words like a POSIX shell would (quotes and
-/// backslashes), without running one.
-pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated single quote in '{s}'")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
-                            Some(ch) => {
-                                cur.push('\\');
-                                cur.push(ch);
-                            }
-                            None => return Err(format!("unterminated double quote in '{s}'")),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated double quote in '{s}'")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(ch) = chars.next() {
-                    cur.push(ch);
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// The servers the command line asks for, default first.
-pub fn server_specs(args: &Args) -> Result<Vec<ChildSpec>, String> {
-    let mut specs = Vec::new();
-    if let Some(cmd) = &args.target {
-        specs.push(ChildSpec {
-            name: "default".into(),
-            program: cmd.clone(),
-            args: args.child_args.clone(),
-            env: child::child_env(args.pass_environment, &args.env),
-            cwd: args.cwd.clone(),
-        });
-    }
-    for (name, cmd) in &args.named_servers {
-        let mut words = split_command(cmd).map_err(|e| format!("--named-server {name}: {e}"))?;
-        if words.is_empty() {
-            log::error!("--named-server {name}: the command is empty; skipped");
-            continue;
-        }
-        let program = words.remove(0);
-        specs.push(ChildSpec {
-            name: name.clone(),
-            program,
-            args: words,
-            env: child::child_env(args.pass_environment, &[]),
-            cwd: None,
-        });
-    }
-    Ok(specs)
-}
-
 pub fn run(args: &Args) -> ExitCode {
-    if args.named_server_config.is_some() {
-        eprintln!("mcp-proxy: --named-server-config is not supported yet; use --named-server NAME 'COMMAND'");
-        return ExitCode::from(1);
-    }
-    let specs = match server_specs(args) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => {
-            eprintln!("mcp-proxy: no server to run; give a command or --named-server (see --help)");
-            return ExitCode::from(1);
-        }
+    let getenv = |k: &str| std::env::var(k).ok();
+    let defs = match config::servers(args, &getenv) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("mcp-proxy: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(2);
         }
     };
+    // Stop on a signal even while a server is still starting: before the
+    // routers exist there is nothing to drain, and the supervisors take
+    // the children down with us.
+    let routers: Arc<OnceLock<Vec<Sender<Event>>>> = Arc::new(OnceLock::new());
+    let known = routers.clone();
+    signals::spawn_waiter(move |sig| {
+        log::info!("signal {sig}: stopping the servers");
+        if let Some(routers) = known.get() {
+            let dones: Vec<_> = routers
+                .iter()
+                .map(|r| {
+                    let (tx, rx) = channel();
+                    let _ = r.send(Event::Shutdown { done: tx });
+                    rx
+                })
+                .collect();
+            for d in dones {
+                let _ = d.recv_timeout(router::CHILD_GRACE * 3);
+            }
+        }
+        std::process::exit(signals::exit_status(sig) as i32);
+    });
     let mut mounts = Vec::new();
-    for spec in specs {
-        let name = spec.name.clone();
+    let mut disabled = Vec::new();
+    for def in defs {
+        if !def.enabled {
+            log::info!("server '{}' is disabled; not started", def.name);
+            disabled.push(def.name);
+            continue;
+        }
         let cfg = router::Config {
-            spec,
+            spec: def.spec,
             max_message_bytes: args.max_message_bytes,
+            init_timeout: def.timeout,
+            session_timeout: args.session_timeout,
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
-                prefix: if name == "default" && mounts.is_empty() && args.target.is_some() {
-                    String::new()
-                } else {
-                    format!("/servers/{name}")
-                },
-                name,
+                name: def.name,
+                prefix: def.prefix,
                 router: tx,
             }),
             Err(e) => {
@@ -226,27 +155,13 @@ pub fn run(args: &Args) -> ExitCode {
     }
     let ctx = Arc::new(Ctx {
         args: args.clone(),
+        disabled,
         loopback: http::is_loopback_bind(&args.host),
         mounts,
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
     });
-    let routers: Vec<Sender<Event>> = ctx.mounts.iter().map(|m| m.router.clone()).collect();
-    signals::spawn_waiter(move |sig| {
-        log::info!("signal {sig}: stopping the servers");
-        let dones: Vec<_> = routers
-            .iter()
-            .map(|r| {
-                let (tx, rx) = channel();
-                let _ = r.send(Event::Shutdown { done: tx });
-                rx
-            })
-            .collect();
-        for d in dones {
-            let _ = d.recv_timeout(router::CHILD_GRACE * 3);
-        }
-        std::process::exit(signals::exit_status(sig) as i32);
-    });
+    let _ = routers.set(ctx.mounts.iter().map(|m| m.router.clone()).collect());
     for rq in server.incoming_requests() {
         if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
             log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
@@ -416,7 +331,15 @@ fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
 
 /// `/status`: upstream's keys in upstream's order, then ours.
 fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
-    let st = statuses(ctx);
+    let mut st = statuses(ctx);
+    st.extend(ctx.disabled.iter().map(|name| ServerStatus {
+        name: name.clone(),
+        state: "disabled".into(),
+        pid: None,
+        sessions: 0,
+        sse_sessions: 0,
+        requests_in_flight: 0,
+    }));
     let last = UNIX_EPOCH + Duration::from_micros(ctx.last_activity_us.load(Ordering::Relaxed));
     let q = crate::jsonrpc::quote;
     let sse: usize = st.iter().map(|s| s.sse_sessions).sum();
@@ -455,19 +378,6 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_commands_like_a_shell() {
-        let t = |s: &str| split_command(s).unwrap();
-        assert_eq!(t("a b  c"), vec!["a", "b", "c"]);
-        assert_eq!(
-            t("uvx 'mcp server' \"x y\""),
-            vec!["uvx", "mcp server", "x y"]
-        );
-        assert_eq!(t(r#"a\ b "q\"x" ''"#), vec!["a b", "q\"x", ""]);
-        assert_eq!(t("  "), Vec::<String>::new());
-        assert!(split_command("'open").is_err());
-    }
 
     #[test]
     fn host_names() {

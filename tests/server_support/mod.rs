@@ -341,7 +341,9 @@ impl Session {
                 let sse = c.sse();
                 let ev = sse.next().expect("endpoint event");
                 assert_eq!(ev.event, "endpoint");
-                s.post_url = format!("{base}{}", ev.data.trim_start_matches(base));
+                // The endpoint is a path on the same origin.
+                let (host, _) = split_url(base);
+                s.post_url = format!("http://{host}{}", ev.data);
                 s.pump(sse);
                 s.post(&init);
                 let r = s.recv_response(&json!(1));
