@@ -1,6 +1,7 @@
 # mcp-proxy: build, run, test.
 #   make run     build the release binary and serve the demo server over HTTP
 #   make test    run the whole test suite
+#   make interop official SDKs and reference servers through the proxy (tests/interop/README.md)
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -29,3 +30,7 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+.PHONY: interop
+interop:
+	tests/interop/run.sh

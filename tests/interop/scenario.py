@@ -167,6 +167,7 @@ class Scenario:
         self.elicitation_requests = []
         self.roots_requests = 0
         self.progress = {}
+        self.all_reported = False
 
     def out(self, line):
         print(line, flush=True)
@@ -686,16 +687,23 @@ class Scenario:
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
-                for name, _ in self.plan():
+                why = describe(exc)
+                if self.args.transport == "stdio" and self.args.errlog and os.path.exists(self.args.errlog):
+                    with open(self.args.errlog, errors="replace") as f:
+                        why += f"; stderr of {os.path.basename(self.args.cmd[0])}: {short(f.read()[-600:].strip(), 600)!r}"
+                for i, (name, _) in enumerate(self.plan()):
                     self.failed += 1
-                    self.out(f"FAIL {self.label} {name}: not run, connect/initialize failed: {describe(exc)}")
+                    if i == 0:
+                        self.out(f"FAIL {self.label} {name}: connect/initialize failed: {why}")
+                    else:
+                        self.out(f"FAIL {self.label} {name}: not run, connect/initialize failed")
+                self.all_reported = True
                 return
             for name, fn in self.plan():
                 await self.step(name, fn)
             if self.tap.transport_errors:
                 self.out(f"# {self.label}: transport errors seen: {[describe(e) for e in self.tap.transport_errors[:3]]}")
-            # Leaving the stack closes the transport; a stuck close must not hang the run.
-            stack.push_async_callback(anyio.sleep, 0)
+            self.all_reported = True
 
 
 def describe(exc):
@@ -728,6 +736,11 @@ def main():
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if sc.all_reported:
+            # Every step has its line; an error while closing the transport
+            # (the peer already gone) is worth a note, not a crash.
+            print(f"# {args.label}: error while closing: {describe(exc)}", flush=True)
+            sys.exit(0 if sc.failed == 0 and sc.passed > 0 else 1)
         print(f"# {args.label}: scenario crashed: {describe(exc)}", flush=True)
         traceback.print_exc()
         sys.exit(2)
