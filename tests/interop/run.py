@@ -256,9 +256,9 @@ class Run:
             )
         return rc
 
-    def path(self, group, fn):
+    def path(self, group, fn, always=False):
         """One path: fresh processes, always torn down."""
-        if not self.want(group):
+        if not always and not self.want(group):
             return
         t0 = time.monotonic()
         before = len(self.results)
@@ -297,6 +297,17 @@ class Run:
 
         def direct_time():
             self.scenario("direct/time-stdio/sdk2", "sdk2", "stdio", self.time_stdio(), "time", ["--init-out", init_time])
+
+        # A path run on its own (--only) still needs the baseline initialize.
+        if not self.want("direct-stdio") or not self.want("direct-time"):
+            def baseline():
+                for label, cmd, suite, out in (
+                    ("baseline/everything", self.everything_stdio(), "everything", init_ev),
+                    ("baseline/time", self.time_stdio(), "time", init_time),
+                ):
+                    self.scenario(label, "sdk2", "stdio", cmd, suite, ["--init-out", out, "--steps", "initialize.LC-02"])
+
+            self.path("baseline", baseline, always=True)
 
         self.path("direct-stdio", direct_stdio)
         self.path("direct-sse", direct_http("sse", "sse", "/sse"))

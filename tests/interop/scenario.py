@@ -629,50 +629,57 @@ class Scenario:
         return f"{len(self.tap.inbound)} messages checked against {len(self.others)} other nonces"
 
     def plan(self):
+        steps = self.full_plan()
+        if self.args.steps:
+            wanted = self.args.steps.split(",")
+            steps = [(n, f) for n, f in steps if n in wanted]
+        return steps
+
+    def full_plan(self):
         s = self.args.suite
         if s == "everything":
             return [
-                ("initialize", self.s_initialize),
+                ("initialize.LC-02", self.s_initialize),
                 ("tools-list", self.s_tools_list),
-                ("echo-unicode", self.s_echo_unicode),
-                ("echo-256KiB", self.s_echo_big),
-                ("parallel-20", self.s_parallel),
+                ("echo-unicode.ST-02", self.s_echo_unicode),
+                ("echo-256KiB.RL-13", self.s_echo_big),
+                ("parallel-20.RL-03", self.s_parallel),
                 ("structured-content", self.s_structured),
                 ("image", self.s_image),
                 ("unknown-tool", self.s_unknown_tool),
-                ("progress", self.s_progress),
-                ("sampling", self.s_sampling),
-                ("elicitation", self.s_elicitation),
-                ("roots", self.s_roots),
+                ("progress.LC-50", self.s_progress),
+                ("sampling.LC-60", self.s_sampling),
+                ("elicitation.LC-60", self.s_elicitation),
+                ("roots.LC-60", self.s_roots),
                 ("resources", self.s_resources),
                 ("prompts", self.s_prompts),
                 ("completion", self.s_completion),
                 ("logging", self.s_logging),
                 ("subscribe-updated", self.s_subscribe),
                 ("list-changed", self.s_list_changed),
-                ("ping", self.s_ping),
-                ("cancel", self.s_cancel),
+                ("ping.LC-30", self.s_ping),
+                ("cancel.LC-40", self.s_cancel),
             ]
         if s == "time":
             return [
-                ("initialize", self.s_initialize),
+                ("initialize.LC-02", self.s_initialize),
                 ("tools-list", self.s_tools_list),
                 ("get-current-time", self.s_time_now),
                 ("convert-time", self.s_time_convert),
                 ("bad-timezone", self.s_time_bad_zone),
                 ("unknown-tool", self.s_unknown_tool),
-                ("parallel-20", self.s_time_parallel),
-                ("ping", self.s_ping),
+                ("parallel-20.RL-03", self.s_time_parallel),
+                ("ping.LC-30", self.s_ping),
             ]
         if s == "multi":
             return [
-                ("initialize", self.s_initialize),
+                ("initialize.LC-02", self.s_initialize),
                 ("echo-x10", self.s_multi_echo),
                 ("sum", self.s_multi_sum),
-                ("progress", lambda: self.s_progress(steps=4, duration=1)),
-                ("ping", self.s_ping),
-                ("echo-256KiB", self.s_echo_big),
-                ("no-crosstalk", self.s_no_crosstalk),
+                ("progress.LC-50", lambda: self.s_progress(steps=4, duration=1)),
+                ("ping.LC-30", self.s_ping),
+                ("echo-256KiB.RL-13", self.s_echo_big),
+                ("no-crosstalk.SH-31", self.s_no_crosstalk),
             ]
         raise SystemExit(f"unknown suite {s}")
 
@@ -728,6 +735,7 @@ def main():
     ap.add_argument("--others", default="", help="comma-separated nonces of the other clients (multi)")
     ap.add_argument("--init-out", help="write serverInfo/capabilities/instructions here")
     ap.add_argument("--init-expect", help="compare serverInfo/capabilities/instructions with this file")
+    ap.add_argument("--steps", help="comma-separated step names: run only these")
     ap.add_argument("cmd", nargs="*", help="stdio: the command to spawn")
     args = ap.parse_args()
     sc = Scenario(args)
