@@ -36,6 +36,9 @@ CONFORMANCE = CACHE / "node" / "node_modules" / "@modelcontextprotocol" / "confo
 PY = {"sdk2": CACHE / "py2" / "bin" / "python", "sdk1": CACHE / "py1" / "bin" / "python"}
 TIME_SERVER = CACHE / "pytime" / "bin" / "mcp-server-time"
 PROXY = Path(os.environ.get("MCP_PROXY", REPO / "target" / "release" / "mcp-proxy"))
+# Two builds can be paired (say, before both modes have landed on one branch).
+PROXY_SERVER = Path(os.environ.get("MCP_PROXY_SERVER", PROXY))
+PROXY_CLIENT = Path(os.environ.get("MCP_PROXY_CLIENT", PROXY))
 
 READY_TIMEOUT_S = 30
 SCENARIO_TIMEOUT_S = 240
@@ -196,7 +199,7 @@ class Run:
                     raise
 
     def proxy_server(self, name, child):
-        p = self.start(f"proxy-server-{name}", [PROXY, "--host", "127.0.0.1", "--port", "0", "--", *child])
+        p = self.start(f"proxy-server-{name}", [PROXY_SERVER, "--host", "127.0.0.1", "--port", "0", "--", *child])
         return p.wait_line(LISTENING).group(1)
 
     def everything_stdio(self):
@@ -331,7 +334,7 @@ class Run:
             def go():
                 for sdk in sdks:
                     base = self.everything(mode)
-                    cmd = [PROXY, base + suffix, "--transport", transport]
+                    cmd = [PROXY_CLIENT, base + suffix, "--transport", transport]
                     self.scenario(f"client/{short}/{sdk}", sdk, "stdio", cmd, extra=["--init-expect", init_ev])
 
             return go
@@ -344,7 +347,7 @@ class Run:
             def go():
                 for sdk in sdks:
                     base = self.proxy_server(f"both-{short}-{sdk}", self.everything_stdio())
-                    cmd = [PROXY, base + endpoint, "--transport", transport]
+                    cmd = [PROXY_CLIENT, base + endpoint, "--transport", transport]
                     self.scenario(f"both/{short}/{sdk}", sdk, "stdio", cmd, extra=["--init-expect", init_ev])
 
             return go
@@ -473,7 +476,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="comma-separated path groups (globs), e.g. 'direct-*,server-sse'")
     args = ap.parse_args()
-    for need in (NODE, EVERYTHING, CONFORMANCE, PY["sdk2"], PY["sdk1"], TIME_SERVER, PROXY):
+    for need in (NODE, EVERYTHING, CONFORMANCE, PY["sdk2"], PY["sdk1"], TIME_SERVER, PROXY_SERVER, PROXY_CLIENT):
         if not Path(need).exists():
             sys.exit(f"interop: {need} is missing; run tests/interop/run.sh (it installs and builds everything)")
     shutil.rmtree(LOGS, ignore_errors=True)

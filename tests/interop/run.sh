@@ -61,7 +61,7 @@ case "$("$node22" --version 2>&1)" in
     *) echo "interop: $node22 is not a Node 22 runtime ($("$node22" --version 2>&1)); delete $cache/node and retry" >&2; exit 1 ;;
 esac
 
-if [ -z "${MCP_PROXY:-}" ]; then
+if [ -z "${MCP_PROXY:-}" ] && { [ -z "${MCP_PROXY_SERVER:-}" ] || [ -z "${MCP_PROXY_CLIENT:-}" ]; }; then
     (cd "$repo" && cargo build --release --locked --quiet --bin mcp-proxy)
 fi
 

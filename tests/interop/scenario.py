@@ -52,7 +52,7 @@ STEP_TIMEOUT_S = 20.0
 CONNECT_TIMEOUT_S = 30.0
 # The slow call in the cancellation step runs this long if not cancelled; the
 # step then watches for a late reply until well after that.
-SLOW_CALL_S = 3
+SLOW_CALL_S = 4
 LATE_REPLY_WATCH_S = SLOW_CALL_S + 2.0
 BIG_ECHO_BYTES = 256 * 1024
 PARALLEL_CALLS = 20
@@ -610,6 +610,13 @@ class Scenario:
             for i in range(10):
                 tg.start_soon(one, i)
 
+    async def s_multi_mixed(self):
+        """Progress notifications and replies interleaved with the other clients' traffic."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: self.s_progress(steps=6, duration=1))
+            for i in range(10):
+                tg.start_soon(self.echo, f"mixed {i} {self.nonce}")
+
     async def s_multi_sum(self):
         a = int(self.nonce[:6], 16)
         res = await self.call("get-sum", {"a": a, "b": 1})
@@ -677,6 +684,7 @@ class Scenario:
                 ("echo-x10", self.s_multi_echo),
                 ("sum", self.s_multi_sum),
                 ("progress.LC-50", lambda: self.s_progress(steps=4, duration=1)),
+                ("progress-with-echo-x10", self.s_multi_mixed),
                 ("ping.LC-30", self.s_ping),
                 ("echo-256KiB.RL-13", self.s_echo_big),
                 ("no-crosstalk.SH-31", self.s_no_crosstalk),
