@@ -232,6 +232,7 @@ class Run:
     def collect(self, label, p):
         timer = threading.Timer(SCENARIO_TIMEOUT_S, lambda: os.killpg(p.pid, signal.SIGKILL))
         timer.start()
+        t0 = time.monotonic()
         steps = 0
         try:
             for line in p.stdout:
@@ -249,6 +250,7 @@ class Run:
                 os.killpg(p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        print(f"# {label}: {steps} steps in {time.monotonic() - t0:.1f}s", flush=True)
         if rc not in (0, 1) or steps == 0:
             self.record(
                 label,
@@ -334,7 +336,8 @@ class Run:
             def go():
                 for sdk in sdks:
                     base = self.everything(mode)
-                    cmd = [PROXY_CLIENT, base + suffix, "--transport", transport]
+                    # The SDK 2.x run relies on auto-detection (no flag), the 1.x run names the transport.
+                    cmd = [PROXY_CLIENT, base + suffix] + (["--transport", transport] if sdk == "sdk1" else [])
                     self.scenario(f"client/{short}/{sdk}", sdk, "stdio", cmd, extra=["--init-expect", init_ev])
 
             return go
@@ -347,7 +350,7 @@ class Run:
             def go():
                 for sdk in sdks:
                     base = self.proxy_server(f"both-{short}-{sdk}", self.everything_stdio())
-                    cmd = [PROXY_CLIENT, base + endpoint, "--transport", transport]
+                    cmd = [PROXY_CLIENT, base + endpoint] + (["--transport", transport] if sdk == "sdk1" else [])
                     self.scenario(f"both/{short}/{sdk}", sdk, "stdio", cmd, extra=["--init-expect", init_ev])
 
             return go
