@@ -31,6 +31,19 @@ lint:
 clean:
 	$(CARGO) clean
 
+# Fuzzing (issue 8): cargo-fuzz on the nightly toolchain, each target for
+# FUZZ_SECONDS; new inputs go to .cache/fuzz, the seeds in tests/fuzz/corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = sse_parser jsonrpc_message cli_args config_file
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .cache/fuzz/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t .cache/fuzz/$$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 .PHONY: interop
 interop:
 	tests/interop/run.sh

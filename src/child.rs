@@ -13,10 +13,12 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,9 +58,13 @@ pub fn child_env(pass_environment: bool, extra: &[(String, String)]) -> Vec<(Str
 
 /// A running child. Dropping it kills the whole process group.
 pub struct ChildProcess {
+    /// The pid of the child (of its supervisor when supervised), which is
+    /// also its process group id.
     pub pid: u32,
     child: std::process::Child,
     reaped: Option<ExitStatus>,
+    /// Write end of the supervisor's death pipe; held, never written.
+    death_pipe: Option<OwnedFd>,
 }
 
 /// The child's three pipes, each to be handed to its own pump.
@@ -68,8 +74,77 @@ pub struct Pipes {
     pub stderr: ChildStderr,
 }
 
+static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs every child spawned from now on under a supervisor (supervisor.rs),
+/// so that not even a grandchild outlives the proxy. `exe` is the mcp-proxy
+/// binary: `main` passes `/proc/self/exe`, which stays valid even when the
+/// file on disk is replaced by an upgrade.
+pub fn enable_supervisor(exe: PathBuf) {
+    let _ = SUPERVISOR.set(exe);
+}
+
+/// Finds `program` the way exec would, on the child's own PATH, so that a
+/// missing command is reported at once rather than as an early exit.
+fn resolve(program: &str, env: &[(String, String)]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    let found = if program.contains('/') {
+        executable(Path::new(program))
+    } else {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/usr/bin:/bin");
+        path.split(':')
+            .any(|dir| executable(&Path::new(if dir.is_empty() { "." } else { dir }).join(program)))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "not found or not executable (is it on PATH?)",
+        ))
+    }
+}
+
 pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
-    let mut cmd = Command::new(&spec.program);
+    let supervisor = SUPERVISOR.get();
+    let fail = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start '{}' for server '{}': {e}",
+                spec.program, spec.name
+            ),
+        )
+    };
+    // The death pipe: the supervisor holds the read end, we hold the write
+    // end (close-on-exec, so no other child inherits it) until we die.
+    let mut death: Option<(OwnedFd, OwnedFd)> = None;
+    let mut cmd = if let Some(exe) = supervisor {
+        resolve(&spec.program, &spec.env).map_err(fail)?;
+        let mut fds = [0; 2];
+        // SAFETY: creates two fds we take ownership of.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(fail(io::Error::last_os_error()));
+        }
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut c = Command::new(exe);
+        c.arg(crate::supervisor::ENTRY)
+            .arg(fds[0].to_string())
+            .arg(&spec.program);
+        death = Some((r, w));
+        c
+    } else {
+        Command::new(&spec.program)
+    };
     cmd.args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -80,6 +155,7 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
         cmd.current_dir(dir);
     }
     let parent = unsafe { libc::getpid() };
+    let death_read = death.as_ref().map(|(r, _)| r.as_raw_fd());
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -98,28 +174,26 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            // The supervisor keeps the read end across exec.
+            if let Some(fd) = death_read {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot start '{}' for server '{}': {e}",
-                spec.program, spec.name
-            ),
-        )
-    })?;
+    let mut child = cmd.spawn().map_err(fail)?;
     let pipes = Pipes {
         stdin: child.stdin.take().expect("stdin is piped"),
         stdout: child.stdout.take().expect("stdout is piped"),
         stderr: child.stderr.take().expect("stderr is piped"),
     };
+    let death_pipe = death.map(|(_read_end_closed_here, w)| w);
     Ok((
         ChildProcess {
             pid: child.id(),
             child,
             reaped: None,
+            death_pipe,
         },
         pipes,
     ))
@@ -134,11 +208,29 @@ impl ChildProcess {
         self.reaped
     }
 
-    /// Sends `sig` to the child's whole process group.
+    /// Sends `sig` to everything the child started. A supervisor forwards
+    /// it to the server's group (SIGKILL goes as its hard-kill request, as a
+    /// SIGKILLed supervisor could no longer clean up).
     pub fn signal_group(&self, sig: i32) {
-        // SAFETY: plain syscall; the pgid is the child's pid (setpgid(0,0)).
+        let pid = self.pid as libc::pid_t;
+        // SAFETY: plain syscalls. A supervisor's pid is only signalled while
+        // it is unreaped, so it cannot have been recycled; an unsupervised
+        // group id stays taken while any member lives.
         unsafe {
-            libc::killpg(self.pid as libc::pid_t, sig);
+            if self.death_pipe.is_some() {
+                if self.reaped.is_none() {
+                    libc::kill(
+                        pid,
+                        if sig == libc::SIGKILL {
+                            crate::supervisor::HARD_KILL
+                        } else {
+                            sig
+                        },
+                    );
+                }
+            } else {
+                libc::killpg(pid, sig);
+            }
         }
     }
 

@@ -32,6 +32,12 @@ Client mode options:
       --verify-ssl [VALUE]    verify TLS certificates: true/false, or the path
                               of a CA bundle (PEM) to trust [default: true]
       --no-verify-ssl         do not verify TLS certificates (insecure)
+      --username USER         HTTP Basic authentication user (with --password)
+      --password PASSWORD     HTTP Basic authentication password
+      --digest                Digest authentication (not supported yet)
+      --client-id ID          OAuth2 client credentials (not supported yet;
+      --client-secret SECRET  the three flags --client-id, --client-secret
+      --token-url URL         and --token-url go together)
 
 Server mode options:
       --host HOST             address to listen on [default: 127.0.0.1]
@@ -103,6 +109,9 @@ pub struct Args {
     pub access_token: Option<String>,
     pub transport: Transport,
     pub verify_ssl: VerifySsl,
+    /// HTTP Basic credentials (`--username`/`--password`).
+    pub username: Option<String>,
+    pub password: Option<String>,
 
     pub log_level: log::LevelFilter,
 
@@ -142,6 +151,8 @@ impl Default for Args {
             access_token: None,
             transport: Transport::Auto,
             verify_ssl: VerifySsl::Yes,
+            username: None,
+            password: None,
             log_level: log::LevelFilter::Info,
             env: Vec::new(),
             cwd: None,
@@ -174,8 +185,22 @@ pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&one_line(&self.0))
     }
+}
+
+/// Errors quote what the user typed; a control character in it (a newline
+/// in an argument, say) is shown escaped so the error stays one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl From<lexopt::Error> for UsageError {
@@ -250,6 +275,14 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
+    parse_inner(argv, getenv).map_err(|e| UsageError(one_line(&e.0)))
+}
+
+fn parse_inner<I>(argv: I, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
     use lexopt::prelude::*;
     let mut a = Args::default();
     let mut p = lexopt::Parser::from_args(argv);
@@ -316,6 +349,18 @@ where
                 }
             }
             Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
+            Long("username") => a.username = Some(string(p.value()?, "--username")?),
+            Long("password") => a.password = Some(string(p.value()?, "--password")?),
+            Long("digest") => {
+                return Err(UsageError(
+                    "--digest: Digest authentication is not supported yet; use --username and --password for Basic, or -H Authorization".into(),
+                ))
+            }
+            Long(flag @ ("client-id" | "client-secret" | "token-url")) => {
+                return Err(UsageError(format!(
+                    "--{flag}: OAuth2 client credentials are not supported yet; fetch a token yourself and pass it as API_ACCESS_TOKEN"
+                )))
+            }
             Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
             Long("debug") => debug = true,
             Long("no-debug") => debug = false,
@@ -383,6 +428,11 @@ where
         .or_else(|| getenv("SSE_URL").filter(|s| !s.is_empty()));
     a.child_args = pos.collect();
     a.access_token = getenv("API_ACCESS_TOKEN").filter(|s| !s.is_empty());
+    if a.username.is_some() != a.password.is_some() {
+        return Err(UsageError(
+            "--username and --password: both are required for Basic authentication".into(),
+        ));
+    }
     if a.max_body_bytes == 0 || a.max_message_bytes == 0 {
         return Err(UsageError(
             "--max-body-size and --max-message-size must be positive".into(),
@@ -437,6 +487,11 @@ mod tests {
         assert_eq!(a.client_url(), Some("http://h/sse"));
         assert_eq!(a.headers, vec![("Authorization".into(), "Bearer T".into())]);
         assert_eq!(a.transport, Transport::Sse);
+        let a = run(&["--username", "u", "--password", "p", "http://h"]).unwrap();
+        assert_eq!(
+            (a.username.as_deref(), a.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
         assert_eq!(run(&["https://h/mcp"]).unwrap().transport, Transport::Auto);
         let a = run_env(
             &[],
@@ -553,6 +608,13 @@ mod tests {
             (&["-H", "X"], "--headers"),
             (&["http://h", "extra"], "extra"),
             (&["--env", "A=B", "v", "srv"], "--env"),
+            // found by fuzzing (tests/fuzz cli_args): a newline in a value
+            (&["--port", "\n", "srv"], "--port: '\\n'"),
+            (&["--username", "u", "http://h"], "--password"),
+            (&["--password", "p", "http://h"], "--username"),
+            (&["--digest", "http://h"], "--digest"),
+            (&["--client-id", "c", "http://h"], "--client-id"),
+            (&["--token-url", "http://t", "http://h"], "--token-url"),
         ];
         for (args, want) in cases {
             let err = run(args).unwrap_err();

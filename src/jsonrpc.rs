@@ -379,6 +379,43 @@ fn member(b: &[u8], start: usize, key: &str) -> Option<Range<usize>> {
     }
 }
 
+/// The keys of the object at `path`, in text order, duplicates included
+/// (serde_json's map keeps neither).
+pub fn object_keys(text: &str, path: &[&str]) -> Option<Vec<String>> {
+    let b = text.as_bytes();
+    let start = if path.is_empty() {
+        0
+    } else {
+        locate(text, path)?.start
+    };
+    let mut i = skip_ws(b, start);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut keys = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return Some(keys);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let kend = skip_string(b, i)?;
+        keys.push(serde_json::from_str(std::str::from_utf8(&b[i..kend]).ok()?).ok()?);
+        i = skip_ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, skip_value(b, skip_ws(b, i + 1))?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(keys),
+            _ => return None,
+        }
+    }
+}
+
 fn array_elements(text: &str) -> Option<Vec<Range<usize>>> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
@@ -537,6 +574,14 @@ mod tests {
     fn unicode_passes_untouched() {
         let text = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"t\":\"\u{2028}\u{2029}😀\"}}";
         assert_eq!(Message::parse(text).unwrap().raw(), text);
+    }
+
+    #[test]
+    fn keys_in_text_order() {
+        let t = r#"{"a":{"z":1,"b":[{"x":"}"}],"z":2},"c":3}"#;
+        assert_eq!(object_keys(t, &["a"]).unwrap(), ["z", "b", "z"]);
+        assert_eq!(object_keys(t, &[]).unwrap(), ["a", "c"]);
+        assert!(object_keys(t, &["c"]).is_none());
     }
 
     #[test]

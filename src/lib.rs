@@ -12,9 +12,12 @@
 pub mod child;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod jsonrpc;
 pub mod logging;
+pub mod router;
 pub mod server;
 pub mod signals;
 pub mod sse;
+pub mod supervisor;
 pub mod util;

@@ -9,11 +9,15 @@
 //! and hands over to `client::run` or `server::run`, whose exit code it
 //! returns. Usage errors exit 2, runtime failures 1.
 
-use mcp_proxy::{cli, client, logging, server, signals};
+use mcp_proxy::{child, cli, client, logging, server, signals, supervisor};
 use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Re-executed as a child's supervisor (see supervisor.rs)?
+    if let Some(code) = supervisor::entry() {
+        return code;
+    }
     // Before any thread exists, so all of them inherit the mask.
     signals::block();
     let getenv = |k: &str| std::env::var(k).ok();
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     if args.client_url().is_some() {
         client::run(&args)
     } else {
+        child::enable_supervisor("/proc/self/exe".into());
         server::run(&args)
     }
 }

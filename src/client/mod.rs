@@ -1,10 +1,1113 @@
 //! Client mode: one local stdio MCP client, one remote server over HTTP+SSE
-//! or Streamable HTTP. (Being built: issue 2.)
+//! or Streamable HTTP (TRANSPORTS §3, §4, RL-07, RL-08).
+//!
+//! A transport relay: it never answers for the server. The router (the
+//! thread that calls [`run`]) owns every piece of state: the transport in
+//! use, the session id, the negotiated protocol version, the HTTP+SSE
+//! endpoint, the cached local `initialize` and `notifications/initialized`,
+//! the requests in flight and the reconnect timers. Everything else is a
+//! pump that turns bytes into [`Event`]s on one channel:
+//!
+//! - `stdin` reads lines (bounded by `--max-message-size`) until EOF;
+//! - `stdout` writes lines until its channel closes or the pipe breaks;
+//! - `signals` turns SIGTERM/SIGINT/SIGHUP into an event;
+//! - per exchange: `post` threads (at most [`MAX_POSTS`] at once), the
+//!   `get-stream`, and for HTTP+SSE `sse-stream` and `sse-post`
+//!   (streamable.rs, sse_link.rs).
+//!
+//! When the remote goes away (unreachable, a broken stream, 404 for our
+//! session) every request in flight gets a JSON-RPC error at once, and the
+//! router reconnects with capped exponential backoff, replaying the local
+//! client's handshake out of sight. A request whose POST got 404 was not
+//! processed and is resent on the new session; one whose outcome is unknown
+//! is not.
+//!
+//! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
+//! session) or stdout breaks; 128+n after signal n, also after the DELETE.
 
-use crate::cli::Args;
+mod http;
+mod sse_link;
+mod streamable;
+
+use crate::child::{self, Line};
+use crate::cli::{Args, Transport};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::signals;
+use http::{display_url, Backoff, Remote};
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
 use std::process::ExitCode;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+use streamable::SessionHeaders;
 
-pub fn run(_args: &Args) -> ExitCode {
-    eprintln!("mcp-proxy: client mode is not built yet");
-    ExitCode::from(1)
+/// Most POST exchanges running at once; more wait in a queue.
+pub const MAX_POSTS: usize = 64;
+/// How long requests still in flight may finish after stdin closes.
+const EOF_GRACE: Duration = Duration::from_secs(5);
+/// Bound on the closing DELETE and on flushing stdout at exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts to resume one broken reply stream before giving up on it.
+const MAX_RESUMES: u32 = 5;
+/// Where `retry` is absent: wait before reopening a dropped GET stream.
+const DEFAULT_RETRY: Duration = Duration::from_millis(100);
+
+/// What the pumps tell the router.
+pub enum Event {
+    Stdin(Message),
+    /// A line on stdin that is not a message: the error reply to write.
+    StdinBad(String),
+    StdinEof,
+    StdoutClosed,
+    Signal(i32),
+    /// A message from the remote, for stdout.
+    Remote {
+        gen: u64,
+        msg: Message,
+    },
+    /// A POST got a 2xx answer (with the session id, if the remote set one).
+    Accepted {
+        gen: u64,
+        session_id: Option<String>,
+    },
+    /// The HTTP+SSE `endpoint` event's data.
+    Endpoint {
+        gen: u64,
+        data: String,
+    },
+    Posted {
+        gen: u64,
+        job: PostJob,
+        outcome: Outcome,
+    },
+    StreamEnded {
+        gen: u64,
+        kind: StreamKind,
+        outcome: Outcome,
+    },
+}
+
+/// How an exchange with the remote went.
+pub enum Outcome {
+    Done,
+    /// No HTTP answer at all: connect refused, reset, DNS, timeout.
+    Unreachable(String),
+    /// A non-2xx status: code, reason phrase, body.
+    Status(u16, String, String),
+    /// An SSE stream ended before it was done.
+    Broken {
+        last_id: Option<String>,
+        retry: Option<u64>,
+        cause: String,
+    },
+    /// The remote sent something we could not use.
+    Bad(String),
+}
+
+pub enum StreamKind {
+    /// The Streamable HTTP GET stream.
+    Get,
+    /// A reply stream being resumed with `Last-Event-ID`.
+    Resume { request: String, attempt: u32 },
+    /// The HTTP+SSE stream.
+    Legacy,
+}
+
+/// One local message on its way to the remote.
+pub struct PostJob {
+    pub msg: Message,
+    /// The proxy's own replay of the handshake: its reply is swallowed.
+    pub hidden: bool,
+    /// `--transport auto`: the first POST decides the transport (SH-71).
+    pub probe: bool,
+    /// Sent with a session id (so a 404 means the session is gone).
+    pub with_session: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Unknown,
+    Streamable,
+    Sse,
+}
+
+#[derive(Debug, PartialEq)]
+enum Phase {
+    /// Nothing sent yet.
+    Idle,
+    /// HTTP+SSE: waiting for the stream's `endpoint` event.
+    Connecting,
+    /// The handshake request is out; other messages wait.
+    Handshake,
+    Ready,
+    /// The remote is unreachable; a reconnect timer is set.
+    Down(String),
+}
+
+enum Timer {
+    Reconnect {
+        gen: u64,
+    },
+    OpenGet {
+        gen: u64,
+        last_id: Option<String>,
+    },
+    Resume {
+        gen: u64,
+        request: String,
+        last_id: Option<String>,
+        attempt: u32,
+    },
+    EofGrace,
+}
+
+struct Router {
+    remote: Arc<Remote>,
+    url: String,
+    tx: Sender<Event>,
+    out: Sender<String>,
+    link: Link,
+    phase: Phase,
+    /// Bumped for every new session; events from older ones are stale.
+    gen: u64,
+    session: SessionHeaders,
+    endpoint: Option<String>,
+    poster: Option<Sender<PostJob>>,
+    /// The raw id of the handshake request now out, and whether it is ours.
+    handshake: Option<(String, bool)>,
+    /// HTTP+SSE: the handshake waiting for the endpoint.
+    pending_first: Option<PostJob>,
+    init: Option<Message>,
+    initialized: Option<Message>,
+    /// Local requests sent to the remote and not yet answered: id -> method.
+    inflight: HashMap<String, String>,
+    queue: VecDeque<Message>,
+    posts: usize,
+    backlog: VecDeque<PostJob>,
+    timers: Vec<(Instant, Timer)>,
+    backoff: Backoff,
+    get_open: bool,
+    eof: bool,
+    exit: Option<u8>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let url = args
+        .client_url()
+        .expect("client mode runs only with a URL")
+        .to_owned();
+    let remote = match Remote::new(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (tx, rx) = channel();
+    let (out, out_rx) = channel::<String>();
+    let writer_done = spawn_stdout(out_rx, tx.clone());
+    spawn_stdin(args.max_message_bytes, tx.clone());
+    let sig_tx = tx.clone();
+    signals::spawn_waiter(move |sig| {
+        let _ = sig_tx.send(Event::Signal(sig));
+    });
+    log::info!(
+        "client mode: {} over {}",
+        display_url(&url),
+        match args.transport {
+            Transport::Auto => "auto-detected transport",
+            Transport::Sse => "HTTP+SSE",
+            Transport::StreamableHttp => "Streamable HTTP",
+        }
+    );
+    let mut r = Router {
+        remote,
+        url,
+        tx,
+        out,
+        link: match args.transport {
+            Transport::Auto => Link::Unknown,
+            Transport::Sse => Link::Sse,
+            Transport::StreamableHttp => Link::Streamable,
+        },
+        phase: Phase::Idle,
+        gen: 0,
+        session: SessionHeaders::default(),
+        endpoint: None,
+        poster: None,
+        handshake: None,
+        pending_first: None,
+        init: None,
+        initialized: None,
+        inflight: HashMap::new(),
+        queue: VecDeque::new(),
+        posts: 0,
+        backlog: VecDeque::new(),
+        timers: Vec::new(),
+        backoff: Backoff::default(),
+        get_open: false,
+        eof: false,
+        exit: None,
+    };
+    let code = r.run(rx);
+    drop(r);
+    // Let the writer flush what is queued, but never hang on a stuck pipe.
+    let _ = writer_done.recv_timeout(EXIT_TIMEOUT);
+    ExitCode::from(code)
+}
+
+fn spawn_stdout(rx: Receiver<String>, tx: Sender<Event>) -> Receiver<()> {
+    let (done_tx, done) = channel();
+    thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || {
+            if let Err(e) = child::write_lines(std::io::stdout(), rx) {
+                log::debug!("stdout closed: {e}");
+                let _ = tx.send(Event::StdoutClosed);
+            }
+            let _ = done_tx.send(());
+        })
+        .expect("cannot start the stdout thread");
+    done
+}
+
+fn spawn_stdin(max: usize, tx: Sender<Event>) {
+    thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            child::read_lines(std::io::stdin(), max, |line| {
+                let ev = match line {
+                    Line::Text(t) => match Message::parse(&t) {
+                        Ok(m) => Event::Stdin(m),
+                        Err(e) => {
+                            log::warn!("stdin: {e}");
+                            Event::StdinBad(e.reply())
+                        }
+                    },
+                    Line::TooLong(n) => {
+                        log::warn!("stdin: a message of more than {n} bytes is over --max-message-size; dropped");
+                        Event::StdinBad(jsonrpc::error_reply(
+                            None,
+                            jsonrpc::INVALID_REQUEST,
+                            &format!("Invalid Request: message larger than the limit of {max} bytes (see --max-message-size)"),
+                            None,
+                        ))
+                    }
+                    Line::NotUtf8 => Event::StdinBad(jsonrpc::error_reply(
+                        None,
+                        jsonrpc::PARSE_ERROR,
+                        "Parse error: the line is not UTF-8",
+                        None,
+                    )),
+                    Line::Eof => Event::StdinEof,
+                };
+                tx.send(ev).is_ok()
+            })
+        })
+        .expect("cannot start the stdin thread");
+}
+
+fn fallback_status(code: u16, client_version: Option<&str>) -> bool {
+    // SH-71: 2025-11-25 names 400, 404 and 405; earlier revisions any 4xx.
+    // 401 and 403 are about credentials, which a GET would not fix.
+    match client_version {
+        Some(v) if v >= "2025-11-25" => matches!(code, 400 | 404 | 405),
+        _ => (400..500).contains(&code) && code != 401 && code != 403,
+    }
+}
+
+impl Router {
+    fn run(&mut self, rx: Receiver<Event>) -> u8 {
+        loop {
+            if let Some(code) = self.exit {
+                return code;
+            }
+            let next = self.timers.iter().map(|(t, _)| *t).min();
+            let ev = match next {
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return 1,
+                },
+                None => match rx.recv() {
+                    Ok(ev) => Some(ev),
+                    Err(_) => return 1,
+                },
+            };
+            match ev {
+                Some(ev) => self.handle(ev),
+                None => self.fire_timers(),
+            }
+            self.check_eof();
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Stdin(m) => self.local(m),
+            Event::StdinBad(line) => self.write(line),
+            Event::StdinEof => {
+                log::debug!("stdin closed");
+                self.eof = true;
+                self.timers
+                    .push((Instant::now() + EOF_GRACE, Timer::EofGrace));
+            }
+            Event::StdoutClosed => self.finish(0),
+            Event::Signal(sig) => {
+                log::info!("signal {sig}: ending the session");
+                self.finish(signals::exit_status(sig));
+            }
+            Event::Remote { gen, msg } => self.remote_message(gen, msg),
+            Event::Accepted { gen, session_id } => {
+                if gen != self.gen {
+                    return;
+                }
+                if self.link == Link::Unknown {
+                    log::info!("the remote speaks Streamable HTTP");
+                    self.link = Link::Streamable;
+                }
+                if self.session.session_id.is_none() && self.phase == Phase::Handshake {
+                    if let Some(s) = session_id
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+                    {
+                        self.session.session_id = Some(s);
+                    }
+                }
+            }
+            Event::Endpoint { gen, data } => self.endpoint(gen, &data),
+            Event::Posted { gen, job, outcome } => self.posted(gen, job, outcome),
+            Event::StreamEnded { gen, kind, outcome } => self.stream_ended(gen, kind, outcome),
+        }
+    }
+
+    fn write(&self, line: String) {
+        let _ = self.out.send(line);
+    }
+
+    /// The error reply for a local request the remote could not take.
+    fn fail(&mut self, id: &str, cause: &str) {
+        if self.inflight.remove(id).is_some() {
+            self.write(self.error_line(id, cause));
+        }
+    }
+
+    fn error_line(&self, id: &str, cause: &str) -> String {
+        let url = display_url(&self.url);
+        jsonrpc::error_reply(
+            Some(id),
+            jsonrpc::INTERNAL_ERROR,
+            &format!("mcp-proxy: the remote server {url} {cause}"),
+            Some(&json!({"url": url, "cause": cause})),
+        )
+    }
+
+    // ---- from the local client ----
+
+    fn local(&mut self, m: Message) {
+        if self.exit.is_some() {
+            return;
+        }
+        match (m.kind(), m.method()) {
+            (Kind::Request, Some("initialize")) => {
+                self.init = Some(m.clone());
+                self.initialized = None;
+                self.queue.clear();
+                self.inflight.insert(
+                    m.id().expect("requests have ids").to_owned(),
+                    "initialize".into(),
+                );
+                self.start_session(Some(m), false);
+                return;
+            }
+            (Kind::Notification, Some("notifications/initialized")) => {
+                self.initialized = Some(m.clone());
+            }
+            _ => {}
+        }
+        match &self.phase {
+            Phase::Ready => self.send(m),
+            Phase::Down(cause) => {
+                let cause = format!("{cause}; mcp-proxy is reconnecting");
+                match (m.kind(), m.id()) {
+                    (Kind::Request, Some(id)) => {
+                        let line = self.error_line(id, &cause);
+                        self.write(line);
+                    }
+                    _ => log::debug!("dropping a {:?} while the remote is down", m.kind()),
+                }
+            }
+            Phase::Idle => {
+                self.queue.push_back(m);
+                if self.link == Link::Unknown {
+                    // No initialize to detect the transport with: the first
+                    // request serves as the probe (SH-71 in 2026-07-28).
+                    if let Some(i) = self.queue.iter().position(|q| q.kind() == Kind::Request) {
+                        let probe = self.queue.remove(i).expect("position is in range");
+                        let id = probe.id().expect("requests have ids").to_owned();
+                        self.inflight
+                            .insert(id, probe.method().unwrap_or("").to_owned());
+                        self.start_session(Some(probe), false);
+                    }
+                } else {
+                    self.start_session(None, false);
+                }
+            }
+            Phase::Connecting | Phase::Handshake => self.queue.push_back(m),
+        }
+    }
+
+    /// Sends one message on the current session.
+    fn send(&mut self, m: Message) {
+        if let (Kind::Request, Some(id)) = (m.kind(), m.id()) {
+            self.inflight
+                .insert(id.to_owned(), m.method().unwrap_or("").to_owned());
+        }
+        let open_get = m.method() == Some("notifications/initialized");
+        self.post(PostJob {
+            msg: m,
+            hidden: false,
+            probe: false,
+            with_session: self.session.session_id.is_some(),
+        });
+        if open_get {
+            self.open_get(None);
+        }
+    }
+
+    fn post(&mut self, job: PostJob) {
+        match self.link {
+            Link::Sse => match &self.poster {
+                Some(p) => {
+                    // Counted until its Posted event, so that an exit after
+                    // stdin EOF waits for it; the poster drains its queue
+                    // even after the router drops it.
+                    self.posts += 1;
+                    let _ = p.send(job);
+                }
+                None => log::warn!("no HTTP+SSE endpoint yet; dropped a message"),
+            },
+            Link::Streamable | Link::Unknown => {
+                if self.posts >= MAX_POSTS {
+                    self.backlog.push_back(job);
+                    return;
+                }
+                self.posts += 1;
+                streamable::spawn_post(
+                    self.remote.clone(),
+                    self.url.clone(),
+                    self.session.clone(),
+                    self.gen,
+                    job,
+                    self.tx.clone(),
+                );
+            }
+        }
+    }
+
+    // ---- sessions ----
+
+    /// Starts a new session. `first` is the handshake request (the local
+    /// `initialize`, our hidden replay of it, or an auto-detection probe).
+    fn start_session(&mut self, first: Option<Message>, hidden: bool) {
+        self.gen += 1;
+        self.session = SessionHeaders::default();
+        self.endpoint = None;
+        self.poster = None;
+        self.get_open = false;
+        self.pending_first = None;
+        self.handshake = first
+            .as_ref()
+            .and_then(|m| m.id())
+            .map(|id| (id.to_owned(), hidden));
+        let job = first.map(|msg| PostJob {
+            msg,
+            hidden,
+            probe: self.link == Link::Unknown,
+            with_session: false,
+        });
+        match self.link {
+            Link::Sse => {
+                self.phase = Phase::Connecting;
+                self.pending_first = job;
+                sse_link::spawn_stream(
+                    self.remote.clone(),
+                    self.url.clone(),
+                    self.gen,
+                    self.tx.clone(),
+                );
+            }
+            Link::Streamable | Link::Unknown => match job {
+                Some(job) => {
+                    self.phase = Phase::Handshake;
+                    self.post(job);
+                }
+                None => self.ready(),
+            },
+        }
+    }
+
+    /// The session works: send what waited for it.
+    fn ready(&mut self) {
+        self.phase = Phase::Ready;
+        self.handshake = None;
+        while let Some(m) = self.queue.pop_front() {
+            if self.phase != Phase::Ready {
+                self.queue.push_front(m);
+                break;
+            }
+            self.send(m);
+        }
+    }
+
+    /// The remote can't be reached: fail everything waiting, retry later.
+    fn go_down(&mut self, cause: String) {
+        self.gen += 1;
+        self.fail_all(&cause);
+        let delay = self.backoff.next_delay();
+        log::warn!(
+            "the remote server {} {cause}; retrying in {} ms",
+            display_url(&self.url),
+            delay.as_millis()
+        );
+        self.phase = Phase::Down(cause);
+        self.poster = None;
+        self.timers
+            .push((Instant::now() + delay, Timer::Reconnect { gen: self.gen }));
+    }
+
+    /// Errors for every request in flight, queued or waiting for a POST slot.
+    fn fail_all(&mut self, cause: &str) {
+        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(&id, cause);
+        }
+        let waiting: Vec<Message> = self
+            .queue
+            .drain(..)
+            .chain(self.backlog.drain(..).map(|j| j.msg))
+            .chain(self.pending_first.take().map(|j| j.msg))
+            .collect();
+        for m in waiting {
+            if let (Kind::Request, Some(id)) = (m.kind(), m.id()) {
+                if self
+                    .handshake
+                    .as_ref()
+                    .is_some_and(|(h, hidden)| *hidden && h == id)
+                {
+                    continue;
+                }
+                let line = self.error_line(id, cause);
+                self.inflight.remove(id);
+                self.write(line);
+            }
+        }
+    }
+
+    /// The session is gone (404, or the HTTP+SSE stream ended): error what
+    /// was in flight and start a new session, replaying the handshake.
+    fn lose_session(&mut self, cause: &str) {
+        log::warn!(
+            "the session with {} ended ({cause}); starting a new one",
+            display_url(&self.url)
+        );
+        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(&id, &format!("{cause}; the request's outcome is unknown"));
+        }
+        self.reconnect();
+    }
+
+    fn reconnect(&mut self) {
+        let replay = self.init.as_ref().map(|m| {
+            m.with_id(&jsonrpc::quote(&format!(
+                "mcp-proxy-reinit-{}",
+                self.gen + 1
+            )))
+        });
+        self.start_session(replay.clone(), replay.is_some());
+    }
+
+    fn endpoint(&mut self, gen: u64, data: &str) {
+        if gen != self.gen || self.phase != Phase::Connecting {
+            return;
+        }
+        let Some(url) = http::resolve(&self.url, data) else {
+            return self.go_down(format!("sent an endpoint that is not a URL: {data:?}"));
+        };
+        if http::origin(&url) != http::origin(&self.url) {
+            log::error!(
+                "the remote's endpoint {} is on another origin than {}; refusing to send messages there",
+                display_url(&url),
+                display_url(&self.url)
+            );
+            return self.go_down(format!(
+                "named an endpoint on another origin ({}), which mcp-proxy refuses",
+                display_url(&url)
+            ));
+        }
+        log::debug!("HTTP+SSE endpoint: {}", display_url(&url));
+        let (ptx, prx) = channel();
+        sse_link::spawn_poster(self.remote.clone(), url.clone(), gen, prx, self.tx.clone());
+        self.endpoint = Some(url);
+        self.poster = Some(ptx);
+        match self.pending_first.take() {
+            Some(job) => {
+                self.phase = Phase::Handshake;
+                self.post(job);
+            }
+            None => {
+                self.backoff.reset();
+                self.ready();
+            }
+        }
+    }
+
+    // ---- from the remote ----
+
+    fn remote_message(&mut self, gen: u64, msg: Message) {
+        if msg.kind() != Kind::Response {
+            return self.write(msg.into_raw());
+        }
+        let id = msg.id().map(str::to_owned);
+        let handshake = gen == self.gen
+            && self.phase == Phase::Handshake
+            && id.is_some()
+            && self.handshake.as_ref().map(|(h, _)| h) == id.as_ref();
+        if handshake {
+            let hidden = self.handshake.as_ref().is_some_and(|(_, h)| *h);
+            if let Some(v) = msg.value()["result"]["protocolVersion"].as_str() {
+                self.session.protocol_version = Some(v.to_owned());
+            }
+            if hidden {
+                if msg.is_error() {
+                    let why = msg.value()["error"]["message"]
+                        .as_str()
+                        .unwrap_or("an error")
+                        .to_owned();
+                    return self.go_down(format!("refused the replayed initialize ({why})"));
+                }
+                log::info!("reconnected to {}", display_url(&self.url));
+                self.backoff.reset();
+                if let Some(n) = self.initialized.clone() {
+                    self.post(PostJob {
+                        msg: n,
+                        hidden: true,
+                        probe: false,
+                        with_session: self.session.session_id.is_some(),
+                    });
+                    self.open_get(None);
+                }
+                self.ready();
+                return;
+            }
+            if !msg.is_error() {
+                log::info!("connected to {}", display_url(&self.url));
+                self.backoff.reset();
+            }
+            self.ready();
+        }
+        match id {
+            Some(id) if self.inflight.remove(&id).is_some() => self.write(msg.into_raw()),
+            _ => log::debug!("dropping a reply to a request that is no longer waiting"),
+        }
+    }
+
+    fn posted(&mut self, gen: u64, job: PostJob, outcome: Outcome) {
+        self.posts = self.posts.saturating_sub(1);
+        if self.link != Link::Sse {
+            if let Some(next) = self.backlog.pop_front() {
+                self.post(next);
+            }
+        }
+        let id = (job.msg.kind() == Kind::Request)
+            .then(|| job.msg.id().map(str::to_owned))
+            .flatten();
+        let current = gen == self.gen;
+        let is_handshake =
+            current && id.is_some() && self.handshake.as_ref().map(|(h, _)| h) == id.as_ref();
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Unreachable(cause) => {
+                if current {
+                    self.go_down(cause);
+                } else if let Some(id) = id {
+                    self.fail(&id, &cause);
+                }
+            }
+            Outcome::Status(code, reason, body) => {
+                let client_version = job.msg.value()["params"]["protocolVersion"].as_str();
+                if job.probe && current && fallback_status(code, client_version) {
+                    log::info!(
+                        "the remote answered {code} to a Streamable HTTP POST; trying HTTP+SSE"
+                    );
+                    self.link = Link::Sse;
+                    self.phase = Phase::Connecting;
+                    self.pending_first = Some(PostJob {
+                        probe: false,
+                        ..job
+                    });
+                    sse_link::spawn_stream(
+                        self.remote.clone(),
+                        self.url.clone(),
+                        self.gen,
+                        self.tx.clone(),
+                    );
+                    return;
+                }
+                if code == 404 && job.with_session && current && !is_handshake {
+                    // SH-54: the session is gone; this message was not
+                    // processed, so it may go again on the new session.
+                    if let Some(id) = &id {
+                        self.inflight.remove(id);
+                    }
+                    if !job.hidden {
+                        self.queue.push_front(job.msg);
+                    }
+                    return self.lose_session("the remote no longer knows the session (404)");
+                }
+                let cause = format!("answered HTTP {code} {reason}{}", excerpt(&body));
+                if is_handshake && (code >= 500 || job.hidden) {
+                    if let Some(id) = &id {
+                        if !job.hidden {
+                            // Prefer the remote's own JSON-RPC error, if any.
+                            self.reply_or_fail(id, &body, &cause);
+                        }
+                    }
+                    return self.go_down(cause);
+                }
+                if is_handshake {
+                    self.phase = Phase::Idle;
+                    self.handshake = None;
+                }
+                if let Some(id) = id {
+                    self.reply_or_fail(&id, &body, &cause);
+                } else {
+                    log::warn!(
+                        "the remote {} a {}",
+                        cause,
+                        job.msg.method().unwrap_or("response")
+                    );
+                }
+            }
+            Outcome::Broken {
+                last_id: Some(last_id),
+                retry,
+                cause,
+            } if current && id.is_some() && self.link == Link::Streamable => {
+                let id = id.expect("checked above");
+                log::info!("the reply stream for request {id} broke ({cause}); resuming");
+                let delay = retry.map(Duration::from_millis).unwrap_or_default();
+                self.timers.push((
+                    Instant::now() + delay,
+                    Timer::Resume {
+                        gen,
+                        request: id,
+                        last_id: Some(last_id),
+                        attempt: 1,
+                    },
+                ));
+            }
+            Outcome::Broken { cause, .. } | Outcome::Bad(cause) => {
+                if let Some(id) = id {
+                    log::warn!("request {id}: the remote {cause}");
+                    if is_handshake && job.hidden {
+                        return self.go_down(cause);
+                    }
+                    self.fail(&id, &cause);
+                    if is_handshake {
+                        self.phase = Phase::Idle;
+                        self.handshake = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forwards the remote's JSON-RPC error for `id` when the body is one,
+    /// else writes our own error.
+    fn reply_or_fail(&mut self, id: &str, body: &str, cause: &str) {
+        if let Ok(m) = Message::parse(body) {
+            if m.kind() == Kind::Response && m.id() == Some(id) {
+                self.inflight.remove(id);
+                return self.write(m.into_raw());
+            }
+        }
+        self.fail(id, cause);
+    }
+
+    fn open_get(&mut self, last_id: Option<String>) {
+        if self.link != Link::Streamable || self.get_open {
+            return;
+        }
+        self.get_open = true;
+        streamable::spawn_get(
+            self.remote.clone(),
+            self.url.clone(),
+            self.session.clone(),
+            self.gen,
+            StreamKind::Get,
+            last_id,
+            self.tx.clone(),
+        );
+    }
+
+    fn stream_ended(&mut self, gen: u64, kind: StreamKind, outcome: Outcome) {
+        let current = gen == self.gen;
+        match kind {
+            StreamKind::Legacy => {
+                if !current {
+                    return;
+                }
+                match outcome {
+                    Outcome::Unreachable(cause) | Outcome::Bad(cause) => self.go_down(cause),
+                    Outcome::Status(code, reason, body) => {
+                        self.go_down(format!("answered HTTP {code} {reason}{}", excerpt(&body)))
+                    }
+                    Outcome::Broken { cause, .. } if self.phase == Phase::Connecting => {
+                        self.go_down(format!("{cause} before naming its endpoint"))
+                    }
+                    Outcome::Broken { cause, .. } => {
+                        self.lose_session(&format!("closed the SSE stream ({cause})"))
+                    }
+                    Outcome::Done => self.lose_session("closed the SSE stream"),
+                }
+            }
+            StreamKind::Get => {
+                if !current {
+                    return;
+                }
+                self.get_open = false;
+                match outcome {
+                    Outcome::Done => {}
+                    Outcome::Unreachable(cause) => self.go_down(cause),
+                    Outcome::Status(405, ..) => {
+                        log::debug!("the remote offers no GET stream (405)")
+                    }
+                    Outcome::Status(409, ..) => {
+                        log::info!(
+                            "the remote refused a second GET stream (409); carrying on without it"
+                        )
+                    }
+                    Outcome::Status(404, ..) if self.session.session_id.is_some() => {
+                        self.lose_session("the remote no longer knows the session (404)")
+                    }
+                    Outcome::Status(code, reason, _) => {
+                        let delay = self.backoff.next_delay();
+                        log::warn!(
+                            "the GET stream got HTTP {code} {reason}; retrying in {} ms",
+                            delay.as_millis()
+                        );
+                        self.timers.push((
+                            Instant::now() + delay,
+                            Timer::OpenGet { gen, last_id: None },
+                        ));
+                    }
+                    Outcome::Broken {
+                        last_id,
+                        retry,
+                        cause,
+                    } => {
+                        log::info!("the GET stream ended ({cause}); reopening it");
+                        let delay = retry.map(Duration::from_millis).unwrap_or(DEFAULT_RETRY);
+                        self.get_open = true; // until the timer reopens it
+                        self.timers
+                            .push((Instant::now() + delay, Timer::OpenGet { gen, last_id }));
+                    }
+                    Outcome::Bad(cause) => log::warn!("the GET stream: the remote {cause}"),
+                }
+            }
+            StreamKind::Resume { request, attempt } => {
+                let waiting = self.inflight.contains_key(&request);
+                match outcome {
+                    Outcome::Done => {}
+                    _ if !current || !waiting => {
+                        if waiting {
+                            self.fail(
+                                &request,
+                                "dropped the reply stream; the request's outcome is unknown",
+                            );
+                        }
+                    }
+                    Outcome::Unreachable(cause) => self.go_down(cause),
+                    Outcome::Status(404, ..) if self.session.session_id.is_some() => {
+                        self.lose_session("the remote no longer knows the session (404)")
+                    }
+                    Outcome::Broken {
+                        last_id,
+                        retry,
+                        cause,
+                    } if attempt < MAX_RESUMES => {
+                        log::info!("the resumed reply stream for request {request} broke ({cause}); resuming again");
+                        let delay = retry.map(Duration::from_millis).unwrap_or(DEFAULT_RETRY);
+                        self.timers.push((
+                            Instant::now() + delay,
+                            Timer::Resume {
+                                gen,
+                                request,
+                                last_id,
+                                attempt: attempt + 1,
+                            },
+                        ));
+                    }
+                    Outcome::Status(code, reason, body) => self.fail(
+                        &request,
+                        &format!(
+                            "answered HTTP {code} {reason}{} when resuming the reply stream",
+                            excerpt(&body)
+                        ),
+                    ),
+                    Outcome::Broken { cause, .. } | Outcome::Bad(cause) => self.fail(
+                        &request,
+                        &format!("{cause}; the request's outcome is unknown"),
+                    ),
+                }
+            }
+        }
+    }
+
+    // ---- timers and exit ----
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.timers = later;
+        for (_, timer) in due {
+            match timer {
+                Timer::Reconnect { gen } => {
+                    if gen == self.gen && matches!(self.phase, Phase::Down(_)) {
+                        log::info!("reconnecting to {}", display_url(&self.url));
+                        self.reconnect();
+                    }
+                }
+                Timer::OpenGet { gen, last_id } => {
+                    if gen == self.gen {
+                        self.get_open = false;
+                        self.open_get(last_id);
+                    }
+                }
+                Timer::Resume {
+                    gen,
+                    request,
+                    last_id,
+                    attempt,
+                } => {
+                    if gen == self.gen && self.inflight.contains_key(&request) {
+                        streamable::spawn_get(
+                            self.remote.clone(),
+                            self.url.clone(),
+                            self.session.clone(),
+                            gen,
+                            StreamKind::Resume { request, attempt },
+                            last_id,
+                            self.tx.clone(),
+                        );
+                    } else if self.inflight.contains_key(&request) {
+                        self.fail(
+                            &request,
+                            "lost the session; the request's outcome is unknown",
+                        );
+                    }
+                }
+                Timer::EofGrace => {
+                    if !self.inflight.is_empty() {
+                        log::warn!(
+                            "stdin closed; {} request(s) still in flight are abandoned",
+                            self.inflight.len()
+                        );
+                    }
+                    self.finish(0);
+                }
+            }
+        }
+    }
+
+    /// After stdin closes, leave as soon as nothing is owed to the client.
+    fn check_eof(&mut self) {
+        if self.eof
+            && self.exit.is_none()
+            && self.inflight.is_empty()
+            && self.queue.is_empty()
+            && self.backlog.is_empty()
+            && self.posts == 0
+        {
+            self.finish(0);
+        }
+    }
+
+    fn finish(&mut self, code: u8) {
+        if self.exit.is_some() {
+            return;
+        }
+        self.exit = Some(code);
+        if self.link != Link::Streamable {
+            return;
+        }
+        let Some(sid) = self.session.session_id.clone() else {
+            return;
+        };
+        // SH-55: tell the remote we are done, but never wait long for it.
+        let (done_tx, done) = channel();
+        let remote = self.remote.clone();
+        let url = self.url.clone();
+        let sess = self.session.clone();
+        let _ = thread::Builder::new().name("delete".into()).spawn(move || {
+            let mut h = vec![("Mcp-Session-Id", sid.as_str())];
+            if let Some(v) = &sess.protocol_version {
+                h.push(("MCP-Protocol-Version", v));
+            }
+            let r = remote.send("DELETE", &url, &h, None);
+            let _ = done_tx.send(r.map(|res| res.status().as_u16()));
+        });
+        match done.recv_timeout(EXIT_TIMEOUT) {
+            Ok(Ok(s)) => log::debug!("DELETE of the session: HTTP {s}"),
+            Ok(Err(e)) => log::debug!("DELETE of the session failed: the remote {e}"),
+            Err(_) => log::debug!("DELETE of the session timed out"),
+        }
+    }
+}
+
+/// ": <first line of the body>" for error messages, bounded.
+fn excerpt(body: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let line = body.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return String::new();
+    }
+    let mut s: String = line.chars().take(MAX_CHARS).collect();
+    if line.chars().count() > MAX_CHARS {
+        s.push('…');
+    }
+    format!(": {s}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_follows_sh71_per_revision() {
+        for code in [400, 404, 405] {
+            assert!(fallback_status(code, Some("2025-11-25")));
+            assert!(fallback_status(code, Some("2025-03-26")));
+        }
+        assert!(!fallback_status(406, Some("2025-11-25")));
+        assert!(fallback_status(406, Some("2025-06-18")));
+        assert!(fallback_status(410, None));
+        assert!(!fallback_status(401, Some("2024-11-05")));
+        assert!(!fallback_status(500, Some("2024-11-05")));
+        assert!(!fallback_status(200, None));
+    }
+
+    #[test]
+    fn excerpts_are_short_single_lines() {
+        assert_eq!(excerpt(""), "");
+        assert_eq!(excerpt("oops\nmore"), ": oops");
+        assert_eq!(excerpt(&"x".repeat(500)).chars().count(), 2 + 200 + 1);
+    }
 }

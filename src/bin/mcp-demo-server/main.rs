@@ -3,25 +3,42 @@
 //! `make run` puts it behind the proxy; the integration tests program it as
 //! their fake server: echo, add, slow (cancellable), progress, sampling,
 //! elicitation, roots, log messages, list_changed, resources/updated, huge
-//! results, a crash, noise on stdout. Over stdio by default.
+//! results, a crash, noise on stdout. Over stdio by default; with `--http`
+//! it serves Streamable HTTP and HTTP+SSE (http.rs), the fake remote of the
+//! client-mode tests.
 //!
-//! Threads: the main thread reads stdin; each request runs on its own thread
-//! (core.rs); writes to stdout are serialised by a lock.
+//! Threads: the main thread reads stdin (or accepts HTTP requests); each
+//! request runs on its own thread (core.rs); writes to stdout are serialised
+//! by a lock.
 
 mod core;
+mod http;
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 const HELP: &str = "\
-mcp-demo-server: a demo MCP server (stdio)
+mcp-demo-server: a demo MCP server (stdio, or HTTP with --http)
 
 Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init]
+       mcp-demo-server --http PORT [--transport sse|streamable|both] [...]
 
   --name NAME          serverInfo.name [default: mcp-demo-server]
   --init-delay-ms MS   wait before answering initialize
   --no-init            never answer initialize (a hung server)
+
+HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
+  --http PORT          serve HTTP on PORT, 0 for a random one
+  --transport T        sse (GET /sse, POST /messages), streamable (/mcp) or
+                       both [default: both]
+  --reply MODE         Streamable replies: auto (JSON unless the request
+                       emits messages first), json or sse [default: auto]
+  --no-get             answer GET /mcp with 405 (no server-initiated stream)
+  --get-409            answer GET /mcp with 409
+  --endpoint URL       what the endpoint event names instead of /messages
+  Fault knobs: POST /admin/expire, /admin/drop, /admin/fail (body: status,
+  0 = off), /admin/garbage, /admin/garbage-reply; GET /admin/requests.
 ";
 
 fn main() {
@@ -29,7 +46,21 @@ fn main() {
         name: "mcp-demo-server".into(),
         ..Default::default()
     };
+    let mut http: Option<http::Opts> = None;
+    let mut opts = http::Opts {
+        port: 0,
+        sse: true,
+        streamable: true,
+        no_get: false,
+        get_409: false,
+        reply: http::ReplyMode::Auto,
+        endpoint: None,
+    };
     let mut args = std::env::args().skip(1);
+    let usage = |what: &str| -> ! {
+        eprintln!("mcp-demo-server: {what} (see --help)");
+        std::process::exit(2);
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--name" => cfg.name = args.next().expect("--name NAME"),
@@ -41,6 +72,32 @@ fn main() {
                 )
             }
             "--no-init" => cfg.no_init = true,
+            "--http" => {
+                opts.port = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage("--http PORT"));
+                http = Some(opts.clone());
+            }
+            "--transport" => match args.next().as_deref() {
+                Some("sse") => (opts.sse, opts.streamable) = (true, false),
+                Some("streamable") => (opts.sse, opts.streamable) = (false, true),
+                Some("both") => (opts.sse, opts.streamable) = (true, true),
+                _ => usage("--transport sse|streamable|both"),
+            },
+            "--reply" => {
+                opts.reply = match args.next().as_deref() {
+                    Some("auto") => http::ReplyMode::Auto,
+                    Some("json") => http::ReplyMode::Json,
+                    Some("sse") => http::ReplyMode::Sse,
+                    _ => usage("--reply auto|json|sse"),
+                }
+            }
+            "--no-get" => opts.no_get = true,
+            "--get-409" => opts.get_409 = true,
+            "--endpoint" => {
+                opts.endpoint = Some(args.next().unwrap_or_else(|| usage("--endpoint URL")))
+            }
             "-h" | "--help" => {
                 print!("{HELP}");
                 return;
@@ -51,7 +108,16 @@ fn main() {
             }
         }
     }
-    run_stdio(cfg);
+    match http {
+        Some(h) => http::run(
+            cfg,
+            http::Opts {
+                port: h.port,
+                ..opts
+            },
+        ),
+        None => run_stdio(cfg),
+    }
 }
 
 fn run_stdio(cfg: core::Config) {

@@ -1,0 +1,802 @@
+//! The demo server over HTTP: the fake remote that client-mode tests talk to.
+//!
+//! Serves Streamable HTTP on `/mcp` (POST, GET, DELETE; sessions; JSON or
+//! SSE replies; event ids and `Last-Event-ID` replay) and HTTP+SSE on `/sse` and
+//! `/messages?session_id=…` (the `endpoint` event, 202 for POSTs), each
+//! session backed by its own [`core::Session`]. Fault knobs for tests live
+//! under `/admin/`: `expire` (forget every session, so the next request gets
+//! 404), `drop` (end every open SSE stream), `fail` (body: a status that every
+//! MCP request is answered with; 0 turns it off), `garbage` (a non-JSON event
+//! on every stream), `garbage-reply` (the next request's reply is not JSON),
+//! and `requests` (a JSON log of the method, path and headers of every MCP
+//! request, so tests can see what the proxy sent).
+//!
+//! Threads: `http-accept` hands each request to its own thread; an SSE
+//! response's thread writes the events queued for it until the stream ends
+//! or the client goes away. SSE bodies use chunked framing written by hand,
+//! because tiny_http buffers `respond()` bodies (DESIGN.md, known traps).
+
+use crate::core;
+use mcp_proxy::jsonrpc::{self, Kind, Message};
+use mcp_proxy::sse;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// How often an idle SSE stream gets a comment, which is also how soon a
+/// writer notices that its client has gone.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// The `retry` (milliseconds) announced at the start of each SSE stream.
+const RETRY_MS: u64 = 100;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReplyMode {
+    /// JSON when the first message for a request is its response, else SSE.
+    Auto,
+    Json,
+    Sse,
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub port: u16,
+    pub sse: bool,
+    pub streamable: bool,
+    /// Answer GET /mcp with 405 (no server-initiated stream).
+    pub no_get: bool,
+    /// Answer GET /mcp with 409 (as if a stream were already open).
+    pub get_409: bool,
+    pub reply: ReplyMode,
+    /// What the `endpoint` event names, in place of `/messages`.
+    pub endpoint: Option<String>,
+}
+
+enum Item {
+    Event {
+        id: Option<String>,
+        data: String,
+    },
+    Garbage,
+    /// A `retry` field (the 2025-11-25 polling hint).
+    Retry,
+    /// The HTTP+SSE `endpoint` event.
+    Endpoint(String),
+    End,
+}
+
+struct Stream {
+    history: Vec<String>,
+    sink: Option<Sender<Item>>,
+    /// The request whose reply this stream carries; `None` for the GET stream.
+    request: Option<String>,
+    done: bool,
+}
+
+#[derive(Default)]
+struct Streams {
+    next: u64,
+    streams: HashMap<u64, Stream>,
+    by_request: HashMap<String, u64>,
+    get: Option<u64>,
+    /// Unrelated messages waiting for a GET stream.
+    unrelated: Vec<String>,
+    /// HTTP+SSE: everything goes to the session's one stream.
+    legacy: Option<Sender<Item>>,
+    closed: bool,
+}
+
+impl Streams {
+    fn open(&mut self, request: Option<String>, sink: Option<Sender<Item>>) -> u64 {
+        self.next += 1;
+        let n = self.next;
+        if let Some(r) = &request {
+            self.by_request.insert(r.clone(), n);
+        }
+        self.streams.insert(
+            n,
+            Stream {
+                history: Vec::new(),
+                sink,
+                request,
+                done: false,
+            },
+        );
+        n
+    }
+
+    fn route(&mut self, related: Option<&str>, line: String) {
+        if self.closed {
+            return;
+        }
+        if let Some(tx) = &self.legacy {
+            let _ = tx.send(Item::Event {
+                id: None,
+                data: line,
+            });
+            return;
+        }
+        let n = related
+            .and_then(|r| self.by_request.get(r).copied())
+            .or(self.get);
+        let Some(n) = n else {
+            self.unrelated.push(line);
+            return;
+        };
+        let s = self.streams.get_mut(&n).expect("routed streams exist");
+        let is_final = match (&s.request, Message::parse(&line)) {
+            (Some(r), Ok(m)) => m.kind() == Kind::Response && m.id() == Some(r.as_str()),
+            _ => false,
+        };
+        s.history.push(line.clone());
+        let id = format!("{n}-{}", s.history.len());
+        if is_final {
+            s.done = true;
+            if let Some(r) = &s.request {
+                self.by_request.remove(r);
+            }
+        }
+        if let Some(tx) = &s.sink {
+            let ok = tx
+                .send(Item::Event {
+                    id: Some(id),
+                    data: line,
+                })
+                .is_ok();
+            if !ok {
+                s.sink = None;
+            } else if is_final {
+                let _ = tx.send(Item::End);
+                s.sink = None;
+            }
+        }
+    }
+
+    fn end_all(&mut self) {
+        for s in self.streams.values_mut() {
+            if let Some(tx) = s.sink.take() {
+                let _ = tx.send(Item::End);
+            }
+        }
+        if let Some(tx) = self.legacy.take() {
+            let _ = tx.send(Item::End);
+        }
+    }
+
+    fn garbage(&mut self) {
+        for tx in self
+            .streams
+            .values()
+            .filter_map(|s| s.sink.as_ref())
+            .chain(self.legacy.as_ref())
+        {
+            let _ = tx.send(Item::Garbage);
+        }
+    }
+}
+
+struct HttpSession {
+    core: Arc<core::Session>,
+    streams: Arc<Mutex<Streams>>,
+    legacy: bool,
+}
+
+impl HttpSession {
+    fn new(cfg: &core::Config, legacy: bool) -> Arc<HttpSession> {
+        let streams = Arc::new(Mutex::new(Streams::default()));
+        let s2 = streams.clone();
+        let out: core::Out = Arc::new(move |related, line| {
+            s2.lock().unwrap().route(related, line);
+        });
+        Arc::new(HttpSession {
+            core: core::Session::new(cfg.clone(), out),
+            streams,
+            legacy,
+        })
+    }
+}
+
+struct Server {
+    cfg: core::Config,
+    opts: Opts,
+    base: String,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    fail: AtomicU16,
+    garbage_reply: AtomicBool,
+    log: Mutex<Vec<Value>>,
+}
+
+pub fn run(cfg: core::Config, opts: Opts) {
+    let server = tiny_http::Server::http(("127.0.0.1", opts.port)).unwrap_or_else(|e| {
+        eprintln!("demo: cannot listen on 127.0.0.1:{}: {e}", opts.port);
+        std::process::exit(1);
+    });
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .expect("bound to an IP address");
+    let base = format!("http://{addr}");
+    eprintln!("demo: listening on {base}");
+    let srv = Arc::new(Server {
+        cfg,
+        opts,
+        base,
+        sessions: Mutex::new(HashMap::new()),
+        fail: AtomicU16::new(0),
+        garbage_reply: AtomicBool::new(false),
+        log: Mutex::new(Vec::new()),
+    });
+    for req in server.incoming_requests() {
+        let srv = srv.clone();
+        thread::spawn(move || srv.handle(req));
+    }
+}
+
+fn header<'a>(req: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn respond(
+    req: tiny_http::Request,
+    status: u16,
+    ctype: &str,
+    body: String,
+    extra: &[(&str, &str)],
+) {
+    let mut r = tiny_http::Response::from_string(body).with_status_code(status);
+    if !ctype.is_empty() {
+        r.add_header(tiny_http::Header::from_bytes("Content-Type", ctype).expect("valid header"));
+    }
+    for (k, v) in extra {
+        r.add_header(tiny_http::Header::from_bytes(*k, *v).expect("valid header"));
+    }
+    let _ = req.respond(r);
+}
+
+fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
+    let q = url.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// Writes an SSE response on the raw connection: headers, `preamble`
+/// (events already due), then whatever arrives on `rx` until `End`, the
+/// sender going away, or a failed write (the client left).
+fn serve_sse(
+    req: tiny_http::Request,
+    extra: &[(&str, &str)],
+    preamble: Vec<Item>,
+    rx: Receiver<Item>,
+) {
+    let mut w = req.into_writer();
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    if w.write_all(head.as_bytes())
+        .and_then(|_| w.flush())
+        .is_err()
+    {
+        return;
+    }
+    let chunk = |w: &mut Box<dyn Write + Send>, bytes: &[u8]| -> std::io::Result<()> {
+        w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+        w.write_all(bytes)?;
+        w.write_all(b"\r\n")?;
+        w.flush()
+    };
+    let mut pending: std::collections::VecDeque<Item> = preamble.into();
+    loop {
+        let item = match pending.pop_front() {
+            Some(i) => i,
+            None => match rx.recv_timeout(KEEPALIVE_INTERVAL) {
+                Ok(i) => i,
+                Err(RecvTimeoutError::Timeout) => {
+                    if chunk(&mut w, b": keepalive\n\n").is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => Item::End,
+            },
+        };
+        let mut buf = Vec::new();
+        match item {
+            Item::Event { id, data } => {
+                sse::encode_event(&mut buf, Some("message"), id.as_deref(), &data)
+            }
+            Item::Garbage => buf.extend_from_slice(b"event: message\ndata: this is not json\n\n"),
+            Item::Retry => buf.extend_from_slice(format!("retry: {RETRY_MS}\n\n").as_bytes()),
+            Item::Endpoint(e) => sse::encode_event(&mut buf, Some("endpoint"), None, &e),
+            Item::End => {
+                let _ = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
+                return;
+            }
+        }
+        if chunk(&mut w, &buf).is_err() {
+            return;
+        }
+    }
+}
+
+fn err_body(code: i64, msg: &str) -> String {
+    jsonrpc::error_body(None, code, msg)
+}
+
+impl Server {
+    fn handle(self: &Arc<Self>, mut req: tiny_http::Request) {
+        let url = req.url().to_owned();
+        let path = url.split('?').next().unwrap_or("").to_owned();
+        let method = req.method().as_str().to_owned();
+        if let Some(knob) = path.strip_prefix("/admin/") {
+            return self.admin(req, knob);
+        }
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    Value::String(h.value.as_str().to_owned()),
+                )
+            })
+            .collect();
+        self.log
+            .lock()
+            .unwrap()
+            .push(json!({"method": method, "path": path, "headers": headers}));
+        let fail = self.fail.load(Ordering::SeqCst);
+        if fail != 0 {
+            let mut sink = Vec::new();
+            let _ = req.as_reader().read_to_end(&mut sink);
+            return respond(
+                req,
+                fail,
+                "text/plain",
+                "demo: failing as asked".into(),
+                &[],
+            );
+        }
+        match (method.as_str(), path.as_str()) {
+            (_, "/mcp") if self.opts.streamable => match method.as_str() {
+                "POST" => self.mcp_post(req),
+                "GET" => self.mcp_get(req),
+                "DELETE" => self.mcp_delete(req),
+                _ => respond(
+                    req,
+                    405,
+                    "text/plain",
+                    "method not allowed".into(),
+                    &[("Allow", "GET, POST, DELETE")],
+                ),
+            },
+            ("GET", "/sse") if self.opts.sse => self.sse_get(req),
+            (_, "/sse") if self.opts.sse => respond(
+                req,
+                405,
+                "text/plain",
+                "method not allowed".into(),
+                &[("Allow", "GET")],
+            ),
+            ("POST", "/messages") if self.opts.sse => self.sse_post(req, &url),
+            _ => respond(req, 404, "text/plain", "not found".into(), &[]),
+        }
+    }
+
+    fn admin(&self, mut req: tiny_http::Request, knob: &str) {
+        let mut body = String::new();
+        let _ = req.as_reader().read_to_string(&mut body);
+        match knob {
+            "expire" => {
+                let old: Vec<_> = self.sessions.lock().unwrap().drain().collect();
+                for (_, s) in old {
+                    let mut st = s.streams.lock().unwrap();
+                    st.end_all();
+                    st.closed = true;
+                }
+            }
+            "drop" => {
+                let all: Vec<_> = self.sessions.lock().unwrap().values().cloned().collect();
+                for s in all {
+                    s.streams.lock().unwrap().end_all();
+                }
+            }
+            "fail" => self
+                .fail
+                .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
+            "garbage" => {
+                let all: Vec<_> = self.sessions.lock().unwrap().values().cloned().collect();
+                for s in all {
+                    s.streams.lock().unwrap().garbage();
+                }
+            }
+            "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
+            "requests" => {
+                let log = Value::Array(self.log.lock().unwrap().clone());
+                return respond(req, 200, "application/json", log.to_string(), &[]);
+            }
+            _ => return respond(req, 404, "text/plain", "no such knob".into(), &[]),
+        }
+        respond(req, 200, "text/plain", "ok".into(), &[])
+    }
+
+    fn session(&self, id: Option<&str>) -> Option<Arc<HttpSession>> {
+        self.sessions.lock().unwrap().get(id?).cloned()
+    }
+
+    // ---- Streamable HTTP ----
+
+    fn mcp_post(self: &Arc<Self>, mut req: tiny_http::Request) {
+        let accept = header(&req, "accept").unwrap_or("").to_ascii_lowercase();
+        if !(accept.contains("application/json") && accept.contains("text/event-stream")) {
+            return respond(
+                req,
+                406,
+                "application/json",
+                err_body(
+                    -32000,
+                    "Not Acceptable: Accept must list application/json and text/event-stream",
+                ),
+                &[],
+            );
+        }
+        let ctype = header(&req, "content-type").unwrap_or("");
+        if !ctype.to_ascii_lowercase().starts_with("application/json") {
+            return respond(
+                req,
+                415,
+                "application/json",
+                err_body(-32000, "Unsupported Media Type: use application/json"),
+                &[],
+            );
+        }
+        if let Some(v) = header(&req, "mcp-protocol-version").map(str::to_owned) {
+            if !core::VERSIONS.contains(&v.as_str()) {
+                return respond(
+                    req,
+                    400,
+                    "application/json",
+                    err_body(-32000, &format!("Unsupported protocol version: {v}")),
+                    &[],
+                );
+            }
+        }
+        let mut body = String::new();
+        if req.as_reader().read_to_string(&mut body).is_err() {
+            return respond(
+                req,
+                400,
+                "application/json",
+                err_body(jsonrpc::PARSE_ERROR, "Parse error: body is not UTF-8"),
+                &[],
+            );
+        }
+        let msg = match Message::parse(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                return respond(
+                    req,
+                    400,
+                    "application/json",
+                    jsonrpc::error_body(e.id(), e.code(), &e.to_string()),
+                    &[],
+                )
+            }
+        };
+        let sid_header = header(&req, "mcp-session-id").map(str::to_owned);
+        let (session, sid) = if msg.method() == Some("initialize") {
+            let sid = mcp_proxy::util::random_hex(16);
+            let s = HttpSession::new(&self.cfg, false);
+            self.sessions.lock().unwrap().insert(sid.clone(), s.clone());
+            (s, sid)
+        } else {
+            let Some(sid) = sid_header else {
+                return respond(
+                    req,
+                    400,
+                    "application/json",
+                    err_body(-32000, "Bad Request: Mcp-Session-Id header is required"),
+                    &[],
+                );
+            };
+            match self.session(Some(&sid)) {
+                Some(s) if !s.legacy => (s, sid),
+                _ => {
+                    return respond(
+                        req,
+                        404,
+                        "application/json",
+                        err_body(-32001, "Session not found"),
+                        &[],
+                    )
+                }
+            }
+        };
+        if msg.kind() != Kind::Request {
+            session.core.handle(msg);
+            return respond(req, 202, "", String::new(), &[]);
+        }
+        let id = msg.id().expect("requests have ids").to_owned();
+        let (tx, rx) = channel();
+        let n = session
+            .streams
+            .lock()
+            .unwrap()
+            .open(Some(id.clone()), Some(tx));
+        session.core.handle(msg);
+        let first = match rx.recv() {
+            Ok(i) => i,
+            Err(_) => {
+                return respond(
+                    req,
+                    404,
+                    "application/json",
+                    err_body(-32001, "Session not found"),
+                    &[],
+                )
+            }
+        };
+        let sid_hdr = [("Mcp-Session-Id", sid.as_str())];
+        if self.garbage_reply.swap(false, Ordering::SeqCst) {
+            return respond(
+                req,
+                200,
+                "application/json",
+                "this is not json {".into(),
+                &sid_hdr,
+            );
+        }
+        let final_first = match &first {
+            Item::Event { data, .. } => Message::parse(data)
+                .map(|m| m.kind() == Kind::Response && m.id() == Some(id.as_str()))
+                .unwrap_or(false),
+            _ => false,
+        };
+        let json = match self.opts.reply {
+            ReplyMode::Json => true,
+            ReplyMode::Sse => false,
+            ReplyMode::Auto => final_first,
+        };
+        if json {
+            // Everything else for this request (in Json mode) waits for the
+            // response; the reply body is the response alone.
+            let mut item = first;
+            loop {
+                match item {
+                    Item::Event { data, .. } => {
+                        let m = Message::parse(&data);
+                        if matches!(&m, Ok(m) if m.kind() == Kind::Response && m.id() == Some(id.as_str()))
+                        {
+                            return respond(req, 200, "application/json", data, &sid_hdr);
+                        }
+                        eprintln!("demo: json reply mode drops {data}");
+                    }
+                    Item::End => {
+                        return respond(
+                            req,
+                            404,
+                            "application/json",
+                            err_body(-32001, "Session not found"),
+                            &[],
+                        )
+                    }
+                    Item::Garbage | Item::Retry | Item::Endpoint(_) => {}
+                }
+                item = match rx.recv() {
+                    Ok(i) => i,
+                    Err(_) => {
+                        return respond(
+                            req,
+                            404,
+                            "application/json",
+                            err_body(-32001, "Session not found"),
+                            &[],
+                        )
+                    }
+                };
+            }
+        }
+        let priming = Item::Event {
+            id: Some(format!("{n}-0")),
+            data: String::new(),
+        };
+        serve_sse(
+            req,
+            &[("Mcp-Session-Id", &sid)],
+            vec![Item::Retry, priming, first],
+            rx,
+        );
+    }
+
+    fn mcp_get(&self, req: tiny_http::Request) {
+        let accept = header(&req, "accept").unwrap_or("").to_ascii_lowercase();
+        if !accept.contains("text/event-stream") {
+            return respond(
+                req,
+                406,
+                "application/json",
+                err_body(-32000, "Not Acceptable: use text/event-stream"),
+                &[],
+            );
+        }
+        let Some(s) = self
+            .session(header(&req, "mcp-session-id"))
+            .filter(|s| !s.legacy)
+        else {
+            let code = if header(&req, "mcp-session-id").is_some() {
+                404
+            } else {
+                400
+            };
+            return respond(
+                req,
+                code,
+                "application/json",
+                err_body(-32001, "Session not found"),
+                &[],
+            );
+        };
+        let last = header(&req, "last-event-id").map(str::to_owned);
+        if self.opts.no_get && last.is_none() {
+            return respond(
+                req,
+                405,
+                "text/plain",
+                "no server-initiated stream".into(),
+                &[("Allow", "POST, DELETE")],
+            );
+        }
+        if self.opts.get_409 && last.is_none() {
+            return respond(
+                req,
+                409,
+                "application/json",
+                err_body(-32000, "Conflict: a stream is already open"),
+                &[],
+            );
+        }
+        let (tx, rx) = channel();
+        let mut st = s.streams.lock().unwrap();
+        let mut preamble = vec![Item::Retry];
+        match last {
+            Some(last) => {
+                let parsed = last
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<usize>().ok()?)));
+                let Some((n, seq)) = parsed.filter(|(n, _)| st.streams.contains_key(n)) else {
+                    drop(st);
+                    return respond(
+                        req,
+                        400,
+                        "application/json",
+                        err_body(-32000, "unknown Last-Event-ID"),
+                        &[],
+                    );
+                };
+                let stream = st.streams.get_mut(&n).expect("checked above");
+                for (i, line) in stream.history.iter().enumerate().skip(seq) {
+                    preamble.push(Item::Event {
+                        id: Some(format!("{n}-{}", i + 1)),
+                        data: line.clone(),
+                    });
+                }
+                if stream.done {
+                    preamble.push(Item::End);
+                } else {
+                    if let Some(old) = stream.sink.replace(tx) {
+                        let _ = old.send(Item::End);
+                    }
+                }
+            }
+            None => {
+                let n = match st.get {
+                    Some(n) => n,
+                    None => {
+                        let n = st.open(None, None);
+                        st.get = Some(n);
+                        n
+                    }
+                };
+                preamble.push(Item::Event {
+                    id: Some(format!("{n}-0")),
+                    data: String::new(),
+                });
+                let waiting = std::mem::take(&mut st.unrelated);
+                let stream = st.streams.get_mut(&n).expect("the GET stream exists");
+                if let Some(old) = stream.sink.replace(tx) {
+                    let _ = old.send(Item::End);
+                }
+                drop(st);
+                for line in waiting {
+                    s.streams.lock().unwrap().route(None, line);
+                }
+                return serve_sse(req, &[], preamble, rx);
+            }
+        }
+        drop(st);
+        serve_sse(req, &[], preamble, rx);
+    }
+
+    fn mcp_delete(&self, req: tiny_http::Request) {
+        let sid = header(&req, "mcp-session-id").map(str::to_owned);
+        let s = sid.and_then(|sid| self.sessions.lock().unwrap().remove(&sid));
+        match s {
+            Some(s) => {
+                let mut st = s.streams.lock().unwrap();
+                st.end_all();
+                st.closed = true;
+                eprintln!("demo: session deleted");
+                respond(req, 200, "", String::new(), &[])
+            }
+            None => respond(
+                req,
+                404,
+                "application/json",
+                err_body(-32001, "Session not found"),
+                &[],
+            ),
+        }
+    }
+
+    // ---- HTTP+SSE (2024-11-05) ----
+
+    fn sse_get(&self, req: tiny_http::Request) {
+        let sid = mcp_proxy::util::random_hex(16);
+        let s = HttpSession::new(&self.cfg, true);
+        let (tx, rx) = channel();
+        s.streams.lock().unwrap().legacy = Some(tx);
+        self.sessions.lock().unwrap().insert(sid.clone(), s.clone());
+        let endpoint = match &self.opts.endpoint {
+            Some(e) => format!("{e}?session_id={sid}"),
+            None => format!("/messages?session_id={sid}"),
+        };
+        let _ = &self.base;
+        let pre = vec![Item::Endpoint(endpoint)];
+        serve_sse(req, &[], pre, rx);
+        // The stream is gone: so is the session (as the SDK servers do).
+        let mut map = self.sessions.lock().unwrap();
+        if map.get(&sid).is_some_and(|x| Arc::ptr_eq(x, &s)) {
+            map.remove(&sid);
+        }
+        drop(map);
+        s.streams.lock().unwrap().closed = true;
+    }
+
+    fn sse_post(&self, mut req: tiny_http::Request, url: &str) {
+        let Some(s) = self
+            .session(query_param(url, "session_id"))
+            .filter(|s| s.legacy)
+        else {
+            return respond(req, 404, "text/plain", "Could not find session".into(), &[]);
+        };
+        let mut body = String::new();
+        if req.as_reader().read_to_string(&mut body).is_err() {
+            return respond(req, 400, "text/plain", "body is not UTF-8".into(), &[]);
+        }
+        match Message::parse(&body) {
+            Ok(m) => {
+                s.core.handle(m);
+                respond(req, 202, "text/plain", "Accepted".into(), &[])
+            }
+            Err(e) => respond(
+                req,
+                400,
+                "text/plain",
+                format!("Could not parse message: {e}"),
+                &[],
+            ),
+        }
+    }
+}

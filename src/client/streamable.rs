@@ -1,0 +1,262 @@
+//! Streamable HTTP exchanges (TRANSPORTS §4, RL-07), one thread each.
+//!
+//! `spawn_post` sends one local message as a POST and reads the reply (JSON,
+//! an SSE stream carrying notifications and server requests before the
+//! response, or 202); `spawn_get` opens the server-initiated GET stream, or
+//! resumes a broken reply stream with `Last-Event-ID`. Each thread turns what
+//! it reads into [`Event`]s for the router and ends with one final event
+//! saying how the exchange went; it holds no routing state. A thread ends
+//! when its exchange does (or with the process: a read blocked on a silent
+//! remote cannot be cancelled, DESIGN.md).
+
+use super::http::{header, read_body, read_sse, Remote, Response, SseEnd};
+use super::{Event, Outcome, PostJob, StreamKind};
+use crate::jsonrpc::{Kind, Message};
+use crate::sse;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread;
+
+/// How much of an error body we keep for the error message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The per-session headers of every request after the handshake.
+#[derive(Clone, Default)]
+pub struct SessionHeaders {
+    pub session_id: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+impl SessionHeaders {
+    fn add<'a>(&'a self, h: &mut Vec<(&'static str, &'a str)>) {
+        if let Some(s) = &self.session_id {
+            h.push(("Mcp-Session-Id", s));
+        }
+        if let Some(v) = &self.protocol_version {
+            h.push(("MCP-Protocol-Version", v));
+        }
+    }
+}
+
+pub fn spawn_post(
+    remote: Arc<Remote>,
+    url: String,
+    sess: SessionHeaders,
+    gen: u64,
+    job: PostJob,
+    tx: Sender<Event>,
+) {
+    let spawned = thread::Builder::new().name("post".into()).spawn({
+        let tx = tx.clone();
+        move || {
+            let mut h = vec![
+                ("Accept", "application/json, text/event-stream"),
+                ("Content-Type", "application/json"),
+            ];
+            sess.add(&mut h);
+            let req_id = (job.msg.kind() == Kind::Request)
+                .then(|| job.msg.id().map(str::to_owned))
+                .flatten();
+            let outcome = match remote.send("POST", &url, &h, Some(job.msg.raw())) {
+                Err(cause) => Outcome::Unreachable(cause),
+                Ok(res) => reply(res, &remote, gen, req_id.as_deref(), &tx),
+            };
+            let _ = tx.send(Event::Posted { gen, job, outcome });
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread for a POST: {e}");
+    }
+}
+
+fn status_outcome(res: Response) -> Outcome {
+    let status = res.status();
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = read_body(res, ERROR_BODY_BYTES).unwrap_or_default();
+    Outcome::Status(status.as_u16(), reason.to_owned(), body)
+}
+
+/// Reads the reply to one POST.
+fn reply(
+    res: Response,
+    remote: &Remote,
+    gen: u64,
+    req_id: Option<&str>,
+    tx: &Sender<Event>,
+) -> Outcome {
+    let status = res.status().as_u16();
+    if !(200..300).contains(&status) {
+        return status_outcome(res);
+    }
+    let _ = tx.send(Event::Accepted {
+        gen,
+        session_id: header(&res, "mcp-session-id").map(str::to_owned),
+    });
+    let ctype = header(&res, "content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(req_id) = req_id.filter(|_| status != 202) else {
+        // A notification or a response (SH-13), or a request the server
+        // will answer on another stream: nothing to wait for here.
+        let _ = read_body(res, ERROR_BODY_BYTES);
+        return Outcome::Done;
+    };
+    if ctype.starts_with("text/event-stream") {
+        return reply_stream(res, remote, gen, req_id, tx);
+    }
+    let text = match read_body(res, remote.max_message_bytes) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Bad(e),
+    };
+    let mut answered = false;
+    let mut forward = |m: Message| {
+        answered |= m.kind() == Kind::Response && m.id() == Some(req_id);
+        let _ = tx.send(Event::Remote { gen, msg: m });
+    };
+    match Message::parse_batch(&text) {
+        Ok(Some(items)) => {
+            for m in items.into_iter().flatten() {
+                forward(m);
+            }
+        }
+        Ok(None) => match Message::parse(&text) {
+            Ok(m) => forward(m),
+            Err(e) => {
+                return Outcome::Bad(format!("sent a reply that is not a JSON-RPC message ({e})"))
+            }
+        },
+        Err(e) => {
+            return Outcome::Bad(format!("sent a reply that is not a JSON-RPC message ({e})"))
+        }
+    }
+    if answered {
+        Outcome::Done
+    } else {
+        Outcome::Bad("sent a reply that does not answer the request".into())
+    }
+}
+
+/// An SSE reply: forward everything until the response to `req_id`.
+fn reply_stream(
+    res: Response,
+    remote: &Remote,
+    gen: u64,
+    req_id: &str,
+    tx: &Sender<Event>,
+) -> Outcome {
+    read_until(
+        res,
+        remote.max_message_bytes,
+        gen,
+        Some(req_id),
+        None,
+        tx,
+        "reply stream",
+    )
+}
+
+/// Reads SSE `message` events, forwarding each as [`Event::Remote`], until
+/// the response to `until` (if any) has gone by.
+fn read_until(
+    res: Response,
+    max: usize,
+    gen: u64,
+    until: Option<&str>,
+    last_id: Option<String>,
+    tx: &Sender<Event>,
+    what: &str,
+) -> Outcome {
+    let mut answered = false;
+    let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
+        match item {
+            sse::Item::Event(e) if e.event == "message" => match Message::parse(&e.data) {
+                Ok(m) => {
+                    answered = until.is_some() && m.kind() == Kind::Response && m.id() == until;
+                    let _ = tx.send(Event::Remote { gen, msg: m });
+                    !answered
+                }
+                Err(err) => {
+                    log::warn!(
+                        "the remote sent an event on its {what} that is not a JSON-RPC message ({err}); dropped"
+                    );
+                    true
+                }
+            },
+            sse::Item::Event(e) => {
+                log::debug!("ignoring an SSE event of type {:?} on the {what}", e.event);
+                true
+            }
+            sse::Item::TooBig => {
+                log::warn!(
+                    "the remote sent an event on its {what} larger than the message size limit ({max} bytes, see --max-message-size); dropped"
+                );
+                // On a reply stream the oversized event was most likely the
+                // reply itself: give up on it rather than wait forever.
+                until.is_none()
+            }
+            sse::Item::Retry(_) => true,
+        }
+    });
+    match end {
+        SseEnd::Stopped if answered => Outcome::Done,
+        SseEnd::Stopped => Outcome::Bad(format!(
+            "sent a reply larger than the message size limit ({max} bytes, see --max-message-size)"
+        )),
+        SseEnd::Ended { cause } => Outcome::Broken {
+            last_id: seen_id.or(last_id),
+            retry,
+            cause,
+        },
+    }
+}
+
+/// Opens the GET stream (`kind` Get) or resumes a reply stream (`kind`
+/// Resume) with `Last-Event-ID`.
+pub fn spawn_get(
+    remote: Arc<Remote>,
+    url: String,
+    sess: SessionHeaders,
+    gen: u64,
+    kind: StreamKind,
+    last_id: Option<String>,
+    tx: Sender<Event>,
+) {
+    let spawned = thread::Builder::new().name("get-stream".into()).spawn({
+        let tx = tx.clone();
+        move || {
+            let mut h = vec![("Accept", "text/event-stream")];
+            sess.add(&mut h);
+            if let Some(l) = &last_id {
+                h.push(("Last-Event-ID", l));
+            }
+            let until = match &kind {
+                StreamKind::Resume { request, .. } => Some(request.clone()),
+                _ => None,
+            };
+            let outcome = match remote.send("GET", &url, &h, None) {
+                Err(cause) => Outcome::Unreachable(cause),
+                Ok(res) if !(200..300).contains(&res.status().as_u16()) => status_outcome(res),
+                Ok(res) => {
+                    let what = if until.is_some() {
+                        "resumed reply stream"
+                    } else {
+                        "GET stream"
+                    };
+                    read_until(
+                        res,
+                        remote.max_message_bytes,
+                        gen,
+                        until.as_deref(),
+                        last_id.clone(),
+                        &tx,
+                        what,
+                    )
+                }
+            };
+            let _ = tx.send(Event::StreamEnded { gen, kind, outcome });
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a thread for the GET stream: {e}");
+    }
+}

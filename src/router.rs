@@ -1,0 +1,1468 @@
+//! The server-mode router: one stdio child shared by many HTTP sessions.
+//!
+//! One router thread per child owns every piece of routing state: the
+//! session table, the upstream-id map, the progress-token map, the pending
+//! server-to-client requests, subscriptions and per-session log levels.
+//! The HTTP threads and the child's pumps talk to it only through [`Event`]s
+//! (with a reply channel where they need an answer), so no lock guards any
+//! of it. The router never blocks on a client: each outgoing stream is a
+//! bounded `sync_channel` fed with `try_send`, and a full one is a slow
+//! consumer whose session is dropped.
+//!
+//! Threads: `router-NAME` (this loop) spawns the child, so the child's
+//! PDEATHSIG is tied to a thread that lives as long as the child is wanted,
+//! and the child's three pumps (`NAME-stdout`, `NAME-stdin`, `NAME-stderr`,
+//! see child.rs). The loop ends on [`Event::Shutdown`] after shutting the
+//! child down; the pumps end with the child's pipes.
+//!
+//! Routing rules (DESIGN.md "Routing rules in server mode"): the proxy
+//! initializes the child once and answers each session's `initialize` from
+//! the cached result; every request gets a fresh upstream id and its reply
+//! goes back with the session's own id, byte for byte; progress tokens and
+//! cancelled request ids are rewritten the same way; a request from the child
+//! goes to the one session that can be working with it, or is refused.
+
+use crate::child::{self, ChildProcess, ChildSpec, Line};
+use crate::jsonrpc::{self, Kind, Message};
+use crate::util;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::thread;
+use std::time::Duration;
+
+/// Protocol versions a session may negotiate, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// What we answer when a session asks for a version we do not know.
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// The version assumed for a Streamable HTTP request that names none (SH-61).
+pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
+/// Messages queued for one client stream before it counts as a slow
+/// consumer and its session is dropped.
+pub const STREAM_QUEUE_MESSAGES: usize = 256;
+/// Events kept per stream for `Last-Event-ID` replay (SH-41).
+pub const REPLAY_EVENTS: usize = 64;
+/// Finished POST streams whose events stay replayable, per session.
+pub const REPLAY_STREAMS: usize = 8;
+/// How long the child gets to exit after its stdin closes, and again after
+/// SIGTERM (ST-07; the SDKs use 2 s).
+pub const CHILD_GRACE: Duration = Duration::from_secs(2);
+
+/// MCP log levels, most verbose first (index = verbosity rank).
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// How a session reaches us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP+SSE (2024-11-05): one GET stream carries everything.
+    Sse,
+    /// Streamable HTTP with an `Mcp-Session-Id`.
+    Streamable,
+    /// Streamable HTTP in `--stateless` mode: one POST, one ephemeral session.
+    Stateless,
+}
+
+/// One message for a client stream.
+#[derive(Debug, Clone)]
+pub struct Out {
+    /// The SSE event id, on resumable (Streamable HTTP) streams.
+    pub event_id: Option<String>,
+    pub data: String,
+    /// A response to a request of this stream (RL-04 decides on the first).
+    pub response: bool,
+}
+
+/// A POST from an HTTP client.
+pub struct Post {
+    pub transport: Transport,
+    /// The session named by the request (query or header).
+    pub session: Option<String>,
+    /// `MCP-Protocol-Version`, already checked to be one we support.
+    pub protocol_version: Option<String>,
+    pub msgs: Vec<Message>,
+    pub batch: bool,
+    /// The client accepts only `application/json`: nothing but responses
+    /// may go on this exchange; other related traffic goes to the GET stream.
+    pub json_only: bool,
+    pub reply: Sender<PostReply>,
+}
+
+pub enum PostReply {
+    /// Only notifications and responses: 202.
+    Accepted,
+    /// Requests are under way; their messages come on `rx`, which ends
+    /// (disconnects) once every response is sent.
+    Stream {
+        /// The session's id (internal for stateless exchanges).
+        session: String,
+        /// This POST created the session: send its `Mcp-Session-Id`.
+        created: bool,
+        stream: u64,
+        version: String,
+        requests: usize,
+        rx: Receiver<Out>,
+    },
+    /// An HTTP error with its body.
+    Error { status: u16, body: String },
+}
+
+pub enum GetReply {
+    Stream {
+        stream: u64,
+        /// The stream's last event number, for a 2025-11-25 priming event.
+        seq: u64,
+        /// The client resumed with `Last-Event-ID` (no priming then).
+        resumed: bool,
+        version: String,
+        rx: Receiver<Out>,
+    },
+    Error {
+        status: u16,
+        body: String,
+    },
+}
+
+/// What one server looks like from `/status`.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub sessions: usize,
+    /// Open HTTP+SSE sessions (each is one open GET /sse).
+    pub sse_sessions: usize,
+    pub requests_in_flight: usize,
+}
+
+pub enum Event {
+    /// A line (or EOF) from the child's stdout.
+    Child(Line),
+    /// GET /sse: a new HTTP+SSE session and its stream.
+    OpenSse {
+        reply: Sender<(String, Receiver<Out>)>,
+    },
+    Post(Post),
+    /// GET on the Streamable HTTP endpoint.
+    OpenGet {
+        session: String,
+        last_event_id: Option<String>,
+        reply: Sender<GetReply>,
+    },
+    /// DELETE on the Streamable HTTP endpoint; answers whether it existed.
+    Delete {
+        session: String,
+        reply: Sender<bool>,
+    },
+    /// A stream's HTTP connection is gone (a write failed).
+    StreamGone {
+        session: String,
+        stream: u64,
+    },
+    Status {
+        reply: Sender<ServerStatus>,
+    },
+    /// Close the child's stdin, wait, signal it; then answer and stop.
+    Shutdown {
+        done: Sender<()>,
+    },
+}
+
+/// How to run one server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: ChildSpec,
+    pub max_message_bytes: usize,
+}
+
+/// Starts the router thread and its child, and waits for the child to
+/// answer the proxy's `initialize`. Returns the router's event sender.
+pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
+    let (tx, rx) = channel();
+    let (ready_tx, ready_rx) = channel();
+    let name = cfg.spec.name.clone();
+    let router_tx = tx.clone();
+    thread::Builder::new()
+        .name(format!("router-{name}"))
+        .spawn(move || Router::new(cfg, router_tx).run(rx, ready_tx))
+        .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(tx),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("server '{name}' stopped before it was ready")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Running,
+    Exited,
+}
+
+/// Where a message for a session goes: its main stream (the HTTP+SSE
+/// stream, or the Streamable GET stream) or one POST's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Main,
+    Post(u64),
+}
+
+const MAIN: u64 = 0;
+
+struct Stream {
+    tx: Option<SyncSender<Out>>,
+    seq: u64,
+    history: VecDeque<(u64, String, bool)>,
+    json_only: bool,
+    /// Requests whose response is still due on this stream.
+    open: usize,
+}
+
+impl Stream {
+    fn new(tx: Option<SyncSender<Out>>, json_only: bool, open: usize) -> Stream {
+        Stream {
+            tx,
+            seq: 0,
+            history: VecDeque::new(),
+            json_only,
+            open,
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Caps {
+    sampling: bool,
+    elicitation: bool,
+    roots: bool,
+}
+
+struct Session {
+    transport: Transport,
+    version: String,
+    caps: Caps,
+    initialized: bool,
+    main: Stream,
+    posts: HashMap<u64, Stream>,
+    finished: VecDeque<u64>,
+    next_stream: u64,
+    log_level: Option<usize>,
+    subs: HashSet<String>,
+}
+
+impl Session {
+    fn new(transport: Transport, version: &str, main_tx: Option<SyncSender<Out>>) -> Session {
+        Session {
+            transport,
+            version: version.to_owned(),
+            caps: Caps::default(),
+            initialized: false,
+            main: Stream::new(main_tx, false, 0),
+            posts: HashMap::new(),
+            finished: VecDeque::new(),
+            next_stream: 1,
+            log_level: None,
+            subs: HashSet::new(),
+        }
+    }
+
+    fn resumable(&self) -> bool {
+        self.transport != Transport::Sse
+    }
+
+    fn stream_mut(&mut self, route: Route) -> Option<&mut Stream> {
+        match route {
+            Route::Main => Some(&mut self.main),
+            Route::Post(n) => self.posts.get_mut(&n),
+        }
+    }
+}
+
+/// A request of a session, forwarded to the child under `upstream` id.
+struct Inflight {
+    session: String,
+    orig_id: String,
+    route: Route,
+    /// The session's own progress token (raw), when it asked for progress.
+    progress: Option<String>,
+}
+
+/// A request from the child, forwarded to a session under our own id.
+struct ServerRequest {
+    session: String,
+    child_id: String,
+}
+
+enum Delivery {
+    Sent,
+    /// The stream has no live connection (message kept for replay only).
+    NoConnection,
+    Full,
+    Gone,
+}
+
+struct Router {
+    cfg: Config,
+    name: String,
+    tx: Sender<Event>,
+    state: State,
+    exit_note: String,
+    child: Option<ChildProcess>,
+    stdin: Option<Sender<String>>,
+    init_result: Option<Value>,
+    sessions: HashMap<String, Session>,
+    inflight: HashMap<u64, Inflight>,
+    /// Upstream progress token -> upstream request id.
+    progress: HashMap<String, u64>,
+    server_requests: HashMap<u64, ServerRequest>,
+    /// Ids of requests the proxy itself sent (setLevel, unsubscribe).
+    internal: HashSet<u64>,
+    /// Requests that arrived while the child was (re)initializing.
+    pending: Vec<(String, Message, Route)>,
+    next_id: u64,
+    child_log_level: Option<usize>,
+}
+
+const INIT_ID: u64 = 0;
+
+impl Router {
+    fn new(cfg: Config, tx: Sender<Event>) -> Router {
+        let name = cfg.spec.name.clone();
+        Router {
+            cfg,
+            name,
+            tx,
+            state: State::Starting,
+            exit_note: String::new(),
+            child: None,
+            stdin: None,
+            init_result: None,
+            sessions: HashMap::new(),
+            inflight: HashMap::new(),
+            progress: HashMap::new(),
+            server_requests: HashMap::new(),
+            internal: HashSet::new(),
+            pending: Vec::new(),
+            next_id: INIT_ID + 1,
+            child_log_level: None,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Event>, ready: Sender<Result<(), String>>) {
+        let mut ready = Some(ready);
+        if let Err(e) = self.spawn_child() {
+            let _ = ready.take().expect("first use").send(Err(e));
+            return;
+        }
+        while let Ok(ev) = rx.recv() {
+            match ev {
+                Event::Child(line) => {
+                    self.on_child_line(line);
+                    if let Some(r) = ready.take() {
+                        match self.state {
+                            State::Running => {
+                                let _ = r.send(Ok(()));
+                            }
+                            State::Exited => {
+                                let _ = r.send(Err(format!(
+                                    "server '{}' {} before answering initialize",
+                                    self.name, self.exit_note
+                                )));
+                                return;
+                            }
+                            State::Starting => ready = Some(r),
+                        }
+                    }
+                }
+                Event::OpenSse { reply } => {
+                    let id = util::random_hex(16);
+                    let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+                    let s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
+                    self.sessions.insert(id.clone(), s);
+                    if reply.send((id.clone(), rx)).is_err() {
+                        self.close_session(&id, "the client went away");
+                    }
+                }
+                Event::Post(p) => self.on_post(p),
+                Event::OpenGet {
+                    session,
+                    last_event_id,
+                    reply,
+                } => {
+                    let r = self.open_get(&session, last_event_id.as_deref());
+                    let _ = reply.send(r);
+                }
+                Event::Delete { session, reply } => {
+                    let known = self
+                        .sessions
+                        .get(&session)
+                        .is_some_and(|s| s.transport == Transport::Streamable);
+                    if known {
+                        self.close_session(&session, "the client ended the session");
+                    }
+                    let _ = reply.send(known);
+                }
+                Event::StreamGone { session, stream } => self.stream_gone(&session, stream),
+                Event::Status { reply } => {
+                    let _ = reply.send(self.status());
+                }
+                Event::Shutdown { done } => {
+                    self.shutdown_child();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- the child ----
+
+    fn spawn_child(&mut self) -> Result<(), String> {
+        let (proc_, pipes) = child::spawn(&self.cfg.spec).map_err(|e| e.to_string())?;
+        let name = self.name.clone();
+        let (in_tx, in_rx) = channel::<String>();
+        let tx = self.tx.clone();
+        let started = child::spawn_stdin_writer(&name, pipes.stdin, in_rx)
+            .and_then(|_| child::spawn_stderr_drain(&name, pipes.stderr))
+            .and_then(|_| {
+                child::spawn_stdout_reader(
+                    &name,
+                    pipes.stdout,
+                    self.cfg.max_message_bytes,
+                    move |line| tx.send(Event::Child(line)).is_ok(),
+                )
+            });
+        if let Err(e) = started {
+            proc_.signal_group(libc::SIGKILL);
+            return Err(format!(
+                "cannot start the pipe threads of server '{name}': {e}"
+            ));
+        }
+        log::info!("server '{name}' started, pid {}", proc_.pid);
+        self.child = Some(proc_);
+        self.stdin = Some(in_tx);
+        self.state = State::Starting;
+        let init = json!({
+            "jsonrpc": "2.0",
+            "id": INIT_ID,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LATEST_VERSION,
+                "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
+                "clientInfo": {"name": "mcp-proxy", "version": crate::cli::VERSION}
+            }
+        });
+        self.send_child(init.to_string());
+        Ok(())
+    }
+
+    fn send_child(&mut self, line: String) {
+        if let Some(tx) = &self.stdin {
+            let _ = tx.send(line);
+        }
+    }
+
+    fn shutdown_child(&mut self) {
+        // Dropping the only sender ends the stdin pump, which closes the pipe.
+        self.stdin = None;
+        if let Some(mut c) = self.child.take() {
+            let status = c.shutdown(CHILD_GRACE);
+            log::info!("server '{}' stopped: {:?}", self.name, status);
+        }
+    }
+
+    fn on_child_line(&mut self, line: Line) {
+        match line {
+            Line::Text(t) => match Message::parse(&t) {
+                Ok(m) => self.on_child_message(m),
+                Err(e) => log::warn!(
+                    "server '{}' printed a line on stdout that is not JSON-RPC, skipped ({e}): {}",
+                    self.name,
+                    truncate(&t, 200)
+                ),
+            },
+            Line::TooLong(n) => log::warn!(
+                "server '{}' sent a message over {} bytes ({n} so far), skipped; raise --max-message-size",
+                self.name,
+                self.cfg.max_message_bytes
+            ),
+            Line::NotUtf8 => log::warn!(
+                "server '{}' sent a line that is not UTF-8, skipped",
+                self.name
+            ),
+            Line::Eof => self.on_child_exit(),
+        }
+    }
+
+    /// The child closed its stdout: it is gone. Every request in flight is
+    /// answered now. This is where a restart (issue 4) hooks in.
+    fn on_child_exit(&mut self) {
+        let status = self.child.as_mut().and_then(|c| {
+            // The pipe closes a moment before the process is reapable.
+            for _ in 0..50 {
+                if let Some(s) = c.try_wait() {
+                    return Some(s);
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            None
+        });
+        self.exit_note = match status {
+            Some(s) => match s.code() {
+                Some(c) => format!("exited with status {c}"),
+                None => format!("was killed ({s})"),
+            },
+            None => "closed its stdout".into(),
+        };
+        log::error!("server '{}' {}", self.name, self.exit_note);
+        self.state = State::Exited;
+        self.stdin = None;
+        if let Some(mut c) = self.child.take() {
+            // Reap it and anything left in its group.
+            c.signal_group(libc::SIGKILL);
+            let _ = c.try_wait();
+        }
+        let msg = format!("server '{}' {}", self.name, self.exit_note);
+        let ids: Vec<u64> = self.inflight.keys().copied().collect();
+        for up in ids {
+            self.answer_error(up, jsonrpc::INTERNAL_ERROR, &msg);
+        }
+        self.progress.clear();
+        self.server_requests.clear();
+        self.internal.clear();
+        let pending = std::mem::take(&mut self.pending);
+        for (sid, m, route) in pending {
+            if let Some(id) = m.id() {
+                let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                self.deliver_response(&sid, route, line);
+            }
+        }
+    }
+
+    fn on_child_message(&mut self, m: Message) {
+        match m.kind() {
+            Kind::Response => self.on_child_response(m),
+            Kind::Request => self.on_child_request(m),
+            Kind::Notification => self.on_child_notification(m),
+        }
+    }
+
+    fn on_child_response(&mut self, m: Message) {
+        let Some(up) = m.id().and_then(|id| id.parse::<u64>().ok()) else {
+            log::warn!(
+                "server '{}' answered an unknown id: {}",
+                self.name,
+                truncate(m.raw(), 200)
+            );
+            return;
+        };
+        if up == INIT_ID && self.state == State::Starting {
+            return self.on_init_result(m);
+        }
+        if self.internal.remove(&up) {
+            if m.is_error() {
+                log::debug!(
+                    "server '{}' refused a proxy request: {}",
+                    self.name,
+                    m.raw()
+                );
+            }
+            return;
+        }
+        let Some(inf) = self.inflight.remove(&up) else {
+            // Cancelled or answered already: a late reply has nowhere to go.
+            log::debug!(
+                "server '{}' answered request {up}, which is no longer pending",
+                self.name
+            );
+            return;
+        };
+        self.progress.retain(|_, v| *v != up);
+        let line = m.with_id(&inf.orig_id).into_raw();
+        self.deliver_response(&inf.session, inf.route, line);
+    }
+
+    fn on_init_result(&mut self, m: Message) {
+        if m.is_error() {
+            log::error!("server '{}' refused initialize: {}", self.name, m.raw());
+            self.exit_note = format!("refused initialize ({})", m.value()["error"]);
+            self.state = State::Exited;
+            return;
+        }
+        self.init_result = Some(m.value()["result"].clone());
+        self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
+        self.state = State::Running;
+        log::info!("server '{}' initialized", self.name);
+        // Re-establish what sessions asked for (after a restart).
+        self.child_log_level = None;
+        self.sync_log_level();
+        let pending = std::mem::take(&mut self.pending);
+        for (sid, m, route) in pending {
+            self.forward_request(&sid, m, route);
+        }
+    }
+
+    fn on_child_request(&mut self, m: Message) {
+        let child_id = m.id().expect("a request has an id").to_owned();
+        let method = m.method().unwrap_or("").to_owned();
+        if method == "ping" {
+            return self.send_child(jsonrpc::result_reply(&child_id, "{}"));
+        }
+        let target = match self.pick_session_for(&method) {
+            Ok(t) => t,
+            Err(why) => {
+                log::warn!("server '{}': {why}", self.name);
+                let line =
+                    jsonrpc::error_reply(Some(&child_id), jsonrpc::INTERNAL_ERROR, &why, None);
+                return self.send_child(line);
+            }
+        };
+        let (sid, route) = target;
+        let ours = self.fresh_id();
+        let line = m.with_id(&ours.to_string()).into_raw();
+        self.server_requests.insert(
+            ours,
+            ServerRequest {
+                session: sid.clone(),
+                child_id: child_id.clone(),
+            },
+        );
+        if !self.deliver(&sid, route, line, false) {
+            self.server_requests.remove(&ours);
+            let why = format!("mcp-proxy: the client session for {method} is gone");
+            let line = jsonrpc::error_reply(Some(&child_id), jsonrpc::INTERNAL_ERROR, &why, None);
+            self.send_child(line);
+        }
+    }
+
+    /// Which session a request from the child goes to: the only session
+    /// with requests in flight, or among several the only one that declared
+    /// the capability the request needs. Never a guess.
+    fn pick_session_for(&self, method: &str) -> Result<(String, Route), String> {
+        let mut busy: Vec<&String> = self.inflight.values().map(|i| &i.session).collect();
+        busy.sort();
+        busy.dedup();
+        let needs = |c: &Caps| match method {
+            "sampling/createMessage" => c.sampling,
+            "elicitation/create" => c.elicitation,
+            "roots/list" => c.roots,
+            _ => false,
+        };
+        let sid = match busy.len() {
+            0 => {
+                return Err(format!(
+                    "mcp-proxy: no client session has a request in flight, so nobody can answer {method}"
+                ))
+            }
+            1 => busy[0].clone(),
+            n => {
+                let capable: Vec<&&String> = busy
+                    .iter()
+                    .filter(|s| self.sessions.get(**s).is_some_and(|s| needs(&s.caps)))
+                    .collect();
+                if capable.len() != 1 {
+                    return Err(format!(
+                        "mcp-proxy: cannot tell which client {method} is for: {n} sessions have requests in flight and {} of them declared the capability",
+                        capable.len()
+                    ));
+                }
+                (**capable[0]).clone()
+            }
+        };
+        match self.unrelated_route(&sid, true) {
+            Some(r) => Ok((sid, r)),
+            None => Err(format!(
+                "mcp-proxy: the client session for {method} has no open stream to receive it (open a GET stream or accept text/event-stream)"
+            )),
+        }
+    }
+
+    fn on_child_notification(&mut self, m: Message) {
+        let method = m.method().unwrap_or("").to_owned();
+        match method.as_str() {
+            "notifications/progress" => {
+                let Some(tok) = m.get_raw(&["params", "progressToken"]) else {
+                    return;
+                };
+                let Some(inf) = self.progress.get(tok).and_then(|up| self.inflight.get(up)) else {
+                    log::debug!(
+                        "server '{}': progress for an unknown token {tok}",
+                        self.name
+                    );
+                    return;
+                };
+                let (sid, route) = (inf.session.clone(), inf.route);
+                let orig = inf
+                    .progress
+                    .clone()
+                    .expect("mapped tokens have an original");
+                let Some(out) = m.replace(&["params", "progressToken"], &orig) else {
+                    return;
+                };
+                if let Some(route) = self.related_route(&sid, route) {
+                    self.deliver(&sid, route, out.into_raw(), false);
+                }
+            }
+            "notifications/cancelled" => {
+                // The child gives up on one of its own requests to a client.
+                let Some(rid) = m.get_raw(&["params", "requestId"]) else {
+                    return;
+                };
+                let found = self
+                    .server_requests
+                    .iter()
+                    .find(|(_, r)| r.child_id == rid)
+                    .map(|(k, _)| *k);
+                if let Some(ours) = found {
+                    let r = self.server_requests.remove(&ours).expect("just found");
+                    if let Some(out) = m.replace(&["params", "requestId"], &ours.to_string()) {
+                        if let Some(route) = self.unrelated_route(&r.session, true) {
+                            self.deliver(&r.session, route, out.into_raw(), false);
+                        }
+                    }
+                }
+            }
+            "notifications/resources/updated" => {
+                let uri = m
+                    .params()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str);
+                let Some(uri) = uri else { return };
+                let targets: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.subs.contains(uri))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for sid in targets {
+                    if let Some(route) = self.unrelated_route(&sid, false) {
+                        self.deliver(&sid, route, m.raw().to_owned(), false);
+                    }
+                }
+            }
+            "notifications/message" => {
+                let level = m
+                    .params()
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str)
+                    .and_then(level_rank)
+                    .unwrap_or(0);
+                let targets: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.log_level.is_none_or(|min| level >= min))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for sid in targets {
+                    if let Some(route) = self.unrelated_route(&sid, true) {
+                        self.deliver(&sid, route, m.raw().to_owned(), false);
+                    }
+                }
+            }
+            _ => {
+                // list_changed and anything else server-wide: every session.
+                let targets: Vec<String> = self.sessions.keys().cloned().collect();
+                for sid in targets {
+                    if let Some(route) = self.unrelated_route(&sid, false) {
+                        self.deliver(&sid, route, m.raw().to_owned(), false);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- sessions ----
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn on_post(&mut self, p: Post) {
+        let reply = self.post(&p);
+        let created = match &reply {
+            PostReply::Stream {
+                session,
+                created: true,
+                ..
+            } => Some(session.clone()),
+            _ => None,
+        };
+        if p.reply.send(reply).is_err() {
+            // The HTTP thread is gone: nobody will read this exchange.
+            if let Some(sid) = created {
+                self.close_session(&sid, "the client went away");
+            }
+        }
+    }
+
+    fn post(&mut self, p: &Post) -> PostReply {
+        let not_found = |msg: &str| PostReply::Error {
+            status: 404,
+            body: jsonrpc::error_body(None, -32001, msg),
+        };
+        let bad = |code: i64, msg: &str| PostReply::Error {
+            status: 400,
+            body: jsonrpc::error_body(None, code, msg),
+        };
+        let requests = p.msgs.iter().filter(|m| m.kind() == Kind::Request).count();
+        let is_init = |m: &Message| m.method() == Some("initialize");
+        if p.batch && p.msgs.iter().any(is_init) {
+            return bad(
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: initialize must not be part of a batch",
+            );
+        }
+        let (sid, new_session) = match (p.transport, &p.session) {
+            (Transport::Sse, Some(s)) => {
+                if !self
+                    .sessions
+                    .get(s)
+                    .is_some_and(|x| x.transport == Transport::Sse)
+                {
+                    return PostReply::Error {
+                        status: 404,
+                        body: "Could not find session".into(),
+                    };
+                }
+                (s.clone(), None)
+            }
+            (Transport::Streamable, Some(s)) => {
+                if !self
+                    .sessions
+                    .get(s)
+                    .is_some_and(|x| x.transport == Transport::Streamable)
+                {
+                    return not_found("Session not found");
+                }
+                (s.clone(), None)
+            }
+            (Transport::Stateless, _) => {
+                let sid = format!("stateless-{}", util::random_hex(8));
+                let v = p
+                    .protocol_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_HTTP_VERSION);
+                let mut s = Session::new(Transport::Stateless, v, None);
+                s.initialized = true;
+                self.sessions.insert(sid.clone(), s);
+                (sid, None)
+            }
+            (Transport::Streamable, None) => {
+                if p.batch || p.msgs.len() != 1 || !is_init(&p.msgs[0]) {
+                    return bad(jsonrpc::INVALID_REQUEST, "Bad Request: Missing session ID");
+                }
+                let sid = util::random_hex(16);
+                let s = Session::new(Transport::Streamable, DEFAULT_HTTP_VERSION, None);
+                self.sessions.insert(sid.clone(), s);
+                (sid.clone(), Some(sid))
+            }
+            (Transport::Sse, None) => {
+                return bad(jsonrpc::INVALID_REQUEST, "session_id is required");
+            }
+        };
+        if p.batch {
+            let v = self.sessions[&sid].version.clone();
+            if v != "2025-03-26" {
+                if p.transport == Transport::Stateless {
+                    self.sessions.remove(&sid);
+                }
+                return bad(
+                    jsonrpc::INVALID_REQUEST,
+                    &format!("Invalid Request: batches are not part of protocol version {v}"),
+                );
+            }
+        }
+        if requests == 0 || p.transport == Transport::Sse {
+            for m in &p.msgs {
+                self.on_session_message(&sid, m.clone(), Route::Main);
+            }
+            if p.transport == Transport::Stateless {
+                self.sessions.remove(&sid);
+            }
+            return PostReply::Accepted;
+        }
+        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let stream = {
+            let s = self.sessions.get_mut(&sid).expect("session exists");
+            let n = s.next_stream;
+            s.next_stream += 1;
+            s.posts
+                .insert(n, Stream::new(Some(tx), p.json_only, requests));
+            n
+        };
+        for m in &p.msgs {
+            self.on_session_message(&sid, m.clone(), Route::Post(stream));
+        }
+        let version = self
+            .sessions
+            .get(&sid)
+            .map(|s| s.version.clone())
+            .unwrap_or_else(|| LATEST_VERSION.to_owned());
+        PostReply::Stream {
+            session: sid,
+            created: new_session.is_some(),
+            stream,
+            version,
+            requests,
+            rx,
+        }
+    }
+
+    /// One message from a session. `route` is where responses to its
+    /// requests go.
+    fn on_session_message(&mut self, sid: &str, m: Message, route: Route) {
+        match m.kind() {
+            Kind::Request => self.session_request(sid, m, route),
+            Kind::Notification => self.session_notification(sid, m),
+            Kind::Response => {
+                let ours = m.id().and_then(|i| i.parse::<u64>().ok());
+                let r = ours.and_then(|o| {
+                    if self.server_requests.get(&o)?.session == sid {
+                        self.server_requests.remove(&o)
+                    } else {
+                        None
+                    }
+                });
+                match r {
+                    Some(r) => {
+                        let line = m.with_id(&r.child_id).into_raw();
+                        self.send_child(line);
+                    }
+                    None => log::debug!(
+                        "server '{}': a client answered an unknown request: {}",
+                        self.name,
+                        truncate(m.raw(), 200)
+                    ),
+                }
+            }
+        }
+    }
+
+    fn session_request(&mut self, sid: &str, m: Message, route: Route) {
+        let id = m.id().expect("a request has an id").to_owned();
+        match m.method().unwrap_or("") {
+            "initialize" => {
+                let reply = self.initialize_reply(sid, &m, &id);
+                self.deliver_response(sid, route, reply);
+            }
+            "ping" => self.deliver_response(sid, route, jsonrpc::result_reply(&id, "{}")),
+            "logging/setLevel" => {
+                let level = m
+                    .params()
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str);
+                let Some(rank) = level.and_then(level_rank) else {
+                    let line = jsonrpc::error_reply(
+                        Some(&id),
+                        jsonrpc::INVALID_PARAMS,
+                        "Invalid params: level must be one of debug, info, notice, warning, error, critical, alert, emergency",
+                        None,
+                    );
+                    return self.deliver_response(sid, route, line);
+                };
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.log_level = Some(rank);
+                }
+                self.sync_log_level();
+                self.deliver_response(sid, route, jsonrpc::result_reply(&id, "{}"));
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let subscribe = m.method() == Some("resources/subscribe");
+                let uri = m
+                    .params()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let Some(uri) = uri else {
+                    return self.forward_request(sid, m, route);
+                };
+                let others = self
+                    .sessions
+                    .iter()
+                    .any(|(k, s)| k != sid && s.subs.contains(&uri));
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    if subscribe {
+                        s.subs.insert(uri);
+                    } else {
+                        s.subs.remove(&uri);
+                    }
+                }
+                if others {
+                    // The child already sends updates for this URI (and must
+                    // keep sending them to the other subscribers).
+                    self.deliver_response(sid, route, jsonrpc::result_reply(&id, "{}"));
+                } else {
+                    self.forward_request(sid, m, route);
+                }
+            }
+            _ => self.forward_request(sid, m, route),
+        }
+    }
+
+    fn forward_request(&mut self, sid: &str, m: Message, route: Route) {
+        let id = m.id().expect("a request has an id").to_owned();
+        match self.state {
+            State::Starting => return self.pending.push((sid.to_owned(), m, route)),
+            State::Exited => {
+                let msg = format!("server '{}' is not running ({})", self.name, self.exit_note);
+                let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                return self.deliver_response(sid, route, line);
+            }
+            State::Running => {}
+        }
+        let up = self.fresh_id();
+        let mut out = m.with_id(&up.to_string());
+        let mut progress = None;
+        if let Some(tok) = m.get_raw(&["params", "_meta", "progressToken"]) {
+            let ours = up.to_string();
+            if let Some(rewritten) = out.replace(&["params", "_meta", "progressToken"], &ours) {
+                progress = Some(tok.to_owned());
+                self.progress.insert(ours, up);
+                out = rewritten;
+            }
+        }
+        self.inflight.insert(
+            up,
+            Inflight {
+                session: sid.to_owned(),
+                orig_id: id,
+                route,
+                progress,
+            },
+        );
+        self.send_child(out.into_raw());
+    }
+
+    fn initialize_reply(&mut self, sid: &str, m: &Message, id: &str) -> String {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return String::new();
+        };
+        if s.initialized && s.transport == Transport::Streamable {
+            return jsonrpc::error_reply(
+                Some(id),
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: this session is already initialized",
+                None,
+            );
+        }
+        let p = m.params().cloned().unwrap_or(Value::Null);
+        let asked = p["protocolVersion"].as_str().unwrap_or("");
+        let version = if SUPPORTED_VERSIONS.contains(&asked) {
+            asked
+        } else {
+            LATEST_VERSION
+        };
+        let caps = &p["capabilities"];
+        s.caps = Caps {
+            sampling: caps.get("sampling").is_some(),
+            elicitation: caps.get("elicitation").is_some(),
+            roots: caps.get("roots").is_some(),
+        };
+        s.version = version.to_owned();
+        s.initialized = true;
+        let mut result = self.init_result.clone().unwrap_or_else(|| json!({}));
+        result["protocolVersion"] = Value::String(version.to_owned());
+        jsonrpc::result_reply(id, &result.to_string())
+    }
+
+    fn session_notification(&mut self, sid: &str, m: Message) {
+        match m.method().unwrap_or("") {
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                let Some(rid) = m.get_raw(&["params", "requestId"]) else {
+                    return;
+                };
+                let up = self
+                    .inflight
+                    .iter()
+                    .find(|(_, i)| i.session == sid && i.orig_id == rid)
+                    .map(|(k, _)| *k);
+                let Some(up) = up else {
+                    log::debug!("server '{}': cancel of an unknown request {rid}", self.name);
+                    return;
+                };
+                if let Some(out) = m.replace(&["params", "requestId"], &up.to_string()) {
+                    self.send_child(out.into_raw());
+                }
+                self.drop_inflight(up);
+            }
+            _ => {
+                if self.state == State::Running {
+                    self.send_child(m.into_raw());
+                }
+            }
+        }
+    }
+
+    /// Forgets a request that will get no response (cancelled): its POST
+    /// stream ends without one.
+    fn drop_inflight(&mut self, up: u64) {
+        let Some(inf) = self.inflight.remove(&up) else {
+            return;
+        };
+        self.progress.retain(|_, v| *v != up);
+        self.request_done(&inf.session, inf.route);
+    }
+
+    fn answer_error(&mut self, up: u64, code: i64, msg: &str) {
+        if let Some(inf) = self.inflight.remove(&up) {
+            self.progress.retain(|_, v| *v != up);
+            let line = jsonrpc::error_reply(Some(&inf.orig_id), code, msg, None);
+            self.deliver_response(&inf.session, inf.route, line);
+        }
+    }
+
+    /// The route for traffic related to a request of `route`: its POST
+    /// stream, unless that exchange takes only JSON (then the GET stream).
+    fn related_route(&self, sid: &str, route: Route) -> Option<Route> {
+        let s = self.sessions.get(sid)?;
+        match route {
+            Route::Main => Some(Route::Main),
+            Route::Post(n) => match s.posts.get(&n) {
+                Some(st) if !st.json_only && st.tx.is_some() => Some(route),
+                _ => s.main.tx.is_some().then_some(Route::Main),
+            },
+        }
+    }
+
+    /// The route for traffic not tied to a known request (RL-05): for
+    /// server requests and log messages, the stream of the session's only
+    /// request in flight, else its GET stream; for other notifications the
+    /// GET stream first. Never several streams (SH-31).
+    fn unrelated_route(&self, sid: &str, prefer_request: bool) -> Option<Route> {
+        let s = self.sessions.get(sid)?;
+        if s.transport == Transport::Sse {
+            return Some(Route::Main);
+        }
+        let mut live: Vec<u64> = s
+            .posts
+            .iter()
+            .filter(|(_, st)| st.tx.is_some() && st.open > 0 && !st.json_only)
+            .map(|(n, _)| *n)
+            .collect();
+        live.sort();
+        let single = (live.len() == 1).then(|| Route::Post(live[0]));
+        let main = s.main.tx.is_some().then_some(Route::Main);
+        if prefer_request {
+            single.or(main)
+        } else {
+            main.or(single)
+        }
+    }
+
+    /// Delivers a response; the request it answers is done.
+    fn deliver_response(&mut self, sid: &str, route: Route, line: String) {
+        self.deliver(sid, route, line, true);
+        self.request_done(sid, route);
+    }
+
+    /// One request of `route` needs nothing more; a POST stream whose
+    /// requests are all done ends (its sender is dropped).
+    fn request_done(&mut self, sid: &str, route: Route) {
+        let Route::Post(n) = route else { return };
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some(st) = s.posts.get_mut(&n) else {
+            return;
+        };
+        st.open = st.open.saturating_sub(1);
+        if st.open > 0 {
+            return;
+        }
+        st.tx = None;
+        if s.transport == Transport::Stateless {
+            self.sessions.remove(sid);
+            return;
+        }
+        s.finished.push_back(n);
+        while s.finished.len() > REPLAY_STREAMS {
+            if let Some(old) = s.finished.pop_front() {
+                s.posts.remove(&old);
+            }
+        }
+    }
+
+    /// Sends one message to a session's stream. Returns false when it could
+    /// not be delivered now. A full queue drops the session (slow consumer);
+    /// a vanished connection is handled like [`Event::StreamGone`].
+    fn deliver(&mut self, sid: &str, route: Route, data: String, response: bool) -> bool {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return false;
+        };
+        let resumable = s.resumable();
+        let n = match route {
+            Route::Main => MAIN,
+            Route::Post(n) => n,
+        };
+        let Some(st) = s.stream_mut(route) else {
+            return false;
+        };
+        st.seq += 1;
+        let event_id = resumable.then(|| format!("{n}-{}", st.seq));
+        if resumable {
+            st.history.push_back((st.seq, data.clone(), response));
+            while st.history.len() > REPLAY_EVENTS {
+                st.history.pop_front();
+            }
+        }
+        let result = match &st.tx {
+            None => Delivery::NoConnection,
+            Some(tx) => match tx.try_send(Out {
+                event_id,
+                data,
+                response,
+            }) {
+                Ok(()) => Delivery::Sent,
+                Err(TrySendError::Full(_)) => Delivery::Full,
+                Err(TrySendError::Disconnected(_)) => Delivery::Gone,
+            },
+        };
+        match result {
+            Delivery::Sent => true,
+            Delivery::NoConnection => false,
+            Delivery::Full => {
+                log::warn!(
+                    "server '{}': a client reads too slowly ({STREAM_QUEUE_MESSAGES} messages queued); dropping its session",
+                    self.name
+                );
+                self.close_session(sid, "the client read too slowly");
+                false
+            }
+            Delivery::Gone => {
+                self.stream_gone(sid, n);
+                false
+            }
+        }
+    }
+
+    /// A client connection went away. The HTTP+SSE stream is the session,
+    /// so the session ends; a POST stream's requests are cancelled at the
+    /// child; a GET stream is simply closed.
+    fn stream_gone(&mut self, sid: &str, stream: u64) {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if s.transport == Transport::Sse {
+            return self.close_session(sid, "the client disconnected");
+        }
+        if stream == MAIN {
+            s.main.tx = None;
+            return;
+        }
+        let open = match s.posts.get_mut(&stream) {
+            Some(st) if st.tx.is_some() => {
+                st.tx = None;
+                st.open
+            }
+            _ => return,
+        };
+        if open == 0 {
+            return;
+        }
+        let ups: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, i)| i.session == sid && i.route == Route::Post(stream))
+            .map(|(k, _)| *k)
+            .collect();
+        for up in ups {
+            self.cancel_at_child(up, "the client disconnected");
+            self.drop_inflight(up);
+        }
+    }
+
+    fn cancel_at_child(&mut self, up: u64, reason: &str) {
+        if self.state == State::Running {
+            let line = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": up, "reason": reason}});
+            self.send_child(line.to_string());
+        }
+    }
+
+    /// Ends a session: its requests are cancelled at the child, requests
+    /// the child sent it are refused, its subscriptions and log level go.
+    fn close_session(&mut self, sid: &str, reason: &str) {
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
+        log::debug!("server '{}': session ended: {reason}", self.name);
+        let ups: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, i)| i.session == sid)
+            .map(|(k, _)| *k)
+            .collect();
+        for up in ups {
+            self.cancel_at_child(up, reason);
+            self.inflight.remove(&up);
+            self.progress.retain(|_, v| *v != up);
+        }
+        let asked: Vec<u64> = self
+            .server_requests
+            .iter()
+            .filter(|(_, r)| r.session == sid)
+            .map(|(k, _)| *k)
+            .collect();
+        for ours in asked {
+            let r = self.server_requests.remove(&ours).expect("just listed");
+            let msg = format!("mcp-proxy: the client session ended ({reason})");
+            let line = jsonrpc::error_reply(Some(&r.child_id), jsonrpc::INTERNAL_ERROR, &msg, None);
+            self.send_child(line);
+        }
+        for uri in s.subs {
+            let others = self.sessions.values().any(|o| o.subs.contains(&uri));
+            if !others && self.state == State::Running {
+                let up = self.fresh_id();
+                self.internal.insert(up);
+                let line = json!({"jsonrpc": "2.0", "id": up, "method": "resources/unsubscribe", "params": {"uri": uri}});
+                self.send_child(line.to_string());
+            }
+        }
+        if s.log_level.is_some() {
+            self.sync_log_level();
+        }
+    }
+
+    /// Tells the child the most verbose level any session asked for.
+    fn sync_log_level(&mut self) {
+        let want = self.sessions.values().filter_map(|s| s.log_level).min();
+        if want.is_none() || want == self.child_log_level || self.state != State::Running {
+            return;
+        }
+        self.child_log_level = want;
+        let up = self.fresh_id();
+        self.internal.insert(up);
+        let level = LOG_LEVELS[want.expect("checked above")];
+        let line = json!({"jsonrpc": "2.0", "id": up, "method": "logging/setLevel", "params": {"level": level}});
+        self.send_child(line.to_string());
+    }
+
+    fn open_get(&mut self, sid: &str, last_event_id: Option<&str>) -> GetReply {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return GetReply::Error {
+                status: 404,
+                body: jsonrpc::error_body(None, -32001, "Session not found"),
+            };
+        };
+        if s.transport != Transport::Streamable {
+            return GetReply::Error {
+                status: 404,
+                body: jsonrpc::error_body(None, -32001, "Session not found"),
+            };
+        }
+        let version = s.version.clone();
+        let resume = last_event_id.and_then(|l| {
+            let (n, seq) = l.split_once('-')?;
+            Some((n.parse::<u64>().ok()?, seq.parse::<u64>().ok()?))
+        });
+        let (n, after) = match resume {
+            Some((n, seq)) if n == MAIN || s.posts.contains_key(&n) => (n, Some(seq)),
+            _ => (MAIN, None),
+        };
+        let st = if n == MAIN {
+            &mut s.main
+        } else {
+            s.posts.get_mut(&n).expect("checked above")
+        };
+        if n == MAIN && st.tx.is_some() {
+            return GetReply::Error {
+                status: 409,
+                body: jsonrpc::error_body(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "Conflict: Only one SSE stream is allowed per session",
+                ),
+            };
+        }
+        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        if let Some(after) = after {
+            for (seq, data, response) in st.history.iter().filter(|(q, _, _)| *q > after) {
+                let _ = tx.try_send(Out {
+                    event_id: Some(format!("{n}-{seq}")),
+                    data: data.clone(),
+                    response: *response,
+                });
+            }
+        }
+        // A finished POST stream is replayed and then ends; the GET stream
+        // (and a POST stream still waiting for its response) goes on.
+        if n == MAIN || st.open > 0 {
+            st.tx = Some(tx);
+        }
+        GetReply::Stream {
+            stream: n,
+            seq: st.seq,
+            resumed: after.is_some(),
+            version,
+            rx,
+        }
+    }
+
+    fn status(&self) -> ServerStatus {
+        let state = match self.state {
+            State::Starting => "starting".to_owned(),
+            State::Running => "running".to_owned(),
+            State::Exited => format!("exited: {}", self.exit_note),
+        };
+        ServerStatus {
+            name: self.name.clone(),
+            state,
+            pid: self.child.as_ref().map(|c| c.pid),
+            sessions: self
+                .sessions
+                .values()
+                .filter(|s| s.transport != Transport::Stateless)
+                .count(),
+            sse_sessions: self
+                .sessions
+                .values()
+                .filter(|s| s.transport == Transport::Sse)
+                .count(),
+            requests_in_flight: self.inflight.len(),
+        }
+    }
+}
+
+fn level_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_rank_by_verbosity() {
+        assert!(level_rank("debug") < level_rank("warning"));
+        assert_eq!(level_rank("emergency"), Some(7));
+        assert_eq!(level_rank("loud"), None);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

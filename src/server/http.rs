@@ -1,0 +1,366 @@
+//! HTTP plumbing shared by the endpoints: header access, the Origin/Host
+//! checks and CORS, bounded body reading, plain responses, and SSE streams
+//! written straight to the socket.
+//!
+//! SSE cannot go through `Request::respond`: tiny_http buffers a body of
+//! unknown length and flushes it at the end (DESIGN.md). A stream takes the
+//! raw writer with `into_writer()`, writes the status line and headers
+//! itself, ends the body by closing the connection, and flushes after every
+//! event. No threads here; the caller's exchange thread does the writing.
+
+use crate::sse;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response};
+
+use super::Ctx;
+use crate::router::Out;
+
+/// A header's value (first occurrence), by case-insensitive name.
+pub fn header<'a>(rq: &'a Request, name: &str) -> Option<&'a str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// One query parameter, percent-decoding not needed for our hex ids.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The host part of `host[:port]` or `[v6]:port`, lowercased.
+fn host_of(authority: &str) -> String {
+    let a = authority.trim();
+    let h = if a.starts_with('[') {
+        match a.find(']') {
+            Some(i) => &a[..=i],
+            None => a,
+        }
+    } else {
+        a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a)
+    };
+    h.to_ascii_lowercase()
+}
+
+/// `scheme://authority` of an Origin header, without a trailing slash.
+fn origin_authority(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(rest.trim_end_matches('/'))
+}
+
+fn is_local_name(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+/// True when we listen on a loopback address only.
+pub fn is_loopback_bind(host: &str) -> bool {
+    let h = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_ascii_lowercase();
+    h == "localhost" || h == "::1" || h.starts_with("127.")
+}
+
+/// Whether a browser `Origin` may talk to us: an `--allow-origin` entry
+/// (`*` = any), the same origin as the request's Host, the listener's own
+/// host, or a loopback origin when we listen on loopback.
+pub fn origin_allowed(ctx: &Ctx, origin: &str, host_header: Option<&str>) -> bool {
+    let listed = ctx.args.allow_origins.iter().any(|a| {
+        a == "*"
+            || a.trim_end_matches('/')
+                .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+    });
+    if listed {
+        return true;
+    }
+    let Some(auth) = origin_authority(origin) else {
+        return false;
+    };
+    let oh = host_of(auth);
+    if ctx.loopback && is_local_name(&oh) {
+        return true;
+    }
+    if host_header.is_some_and(|h| h.trim().eq_ignore_ascii_case(auth)) {
+        return true;
+    }
+    oh == host_of(&ctx.args.host)
+}
+
+/// Whether the origin is one CORS was enabled for (`--allow-origin`).
+fn cors_listed(ctx: &Ctx, origin: &str) -> Option<String> {
+    let any = ctx.args.allow_origins.iter().any(|a| a == "*");
+    if any {
+        return Some("*".into());
+    }
+    ctx.args
+        .allow_origins
+        .iter()
+        .any(|a| {
+            a.trim_end_matches('/')
+                .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+        })
+        .then(|| origin.to_owned())
+}
+
+/// The CORS headers every response to `rq` carries (empty without
+/// `--allow-origin` or for an origin not listed).
+pub fn cors_headers(ctx: &Ctx, rq: &Request) -> Vec<(String, String)> {
+    let (false, Some(origin)) = (ctx.args.allow_origins.is_empty(), header(rq, "Origin")) else {
+        return Vec::new();
+    };
+    let Some(allow) = cors_listed(ctx, origin) else {
+        return Vec::new();
+    };
+    let mut h = vec![("Access-Control-Allow-Origin".to_owned(), allow.clone())];
+    if !ctx.args.expose_headers.is_empty() {
+        h.push((
+            "Access-Control-Expose-Headers".into(),
+            ctx.args.expose_headers.join(", "),
+        ));
+    }
+    if allow != "*" {
+        h.push(("Vary".into(), "Origin".into()));
+    }
+    h
+}
+
+/// Answers a CORS preflight like Starlette's CORSMiddleware (UPSTREAM §2.5).
+pub fn preflight(ctx: &Ctx, rq: Request) {
+    let origin = header(&rq, "Origin").unwrap_or("").to_owned();
+    let Some(allow) = cors_listed(ctx, &origin) else {
+        return respond(
+            rq,
+            400,
+            "text/plain; charset=utf-8",
+            "Disallowed CORS origin",
+            &[],
+        );
+    };
+    let mut h = vec![
+        ("Access-Control-Allow-Origin".to_owned(), allow.clone()),
+        (
+            "Access-Control-Allow-Methods".into(),
+            "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT, QUERY".into(),
+        ),
+        ("Access-Control-Max-Age".into(), "600".into()),
+    ];
+    if let Some(req_headers) = header(&rq, "Access-Control-Request-Headers") {
+        h.push((
+            "Access-Control-Allow-Headers".into(),
+            req_headers.to_owned(),
+        ));
+    }
+    if allow != "*" {
+        h.push(("Vary".into(), "Origin".into()));
+    }
+    respond(rq, 200, "text/plain; charset=utf-8", "OK", &h);
+}
+
+/// Sends a complete response. Errors writing it mean the client left.
+pub fn respond(
+    rq: Request,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    extra: &[(String, String)],
+) {
+    let mut r = Response::from_string(body).with_status_code(status);
+    if !content_type.is_empty() {
+        r.add_header(hdr("Content-Type", content_type));
+    }
+    for (k, v) in extra {
+        r.add_header(hdr(k, v));
+    }
+    let _ = rq.respond(r);
+}
+
+/// A JSON body (a JSON-RPC error, mostly).
+pub fn respond_json(rq: Request, status: u16, body: &str, extra: &[(String, String)]) {
+    respond(rq, status, "application/json", body, extra)
+}
+
+fn hdr(k: &str, v: &str) -> Header {
+    Header::from_bytes(k.as_bytes(), v.as_bytes())
+        .expect("header names and values we build are valid")
+}
+
+/// Why a body could not be read.
+pub enum BodyError {
+    TooLarge,
+    Io,
+}
+
+/// Reads the request body, refusing more than `limit` bytes.
+pub fn read_body(rq: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = Vec::new();
+    rq.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|_| BodyError::Io)?;
+    if buf.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf)
+}
+
+/// Whether a Content-Type names JSON (parameters such as charset allowed).
+pub fn is_json_type(ct: Option<&str>) -> bool {
+    ct.and_then(|c| c.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// What an Accept header allows: (JSON, SSE).
+pub fn accepts(accept: Option<&str>) -> (bool, bool) {
+    let Some(a) = accept else {
+        return (false, false);
+    };
+    let mut json = false;
+    let mut sse = false;
+    for part in a.split(',') {
+        let t = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match t.as_str() {
+            "*/*" => {
+                json = true;
+                sse = true;
+            }
+            "application/json" | "application/*" => json = true,
+            "text/event-stream" | "text/*" => sse = true,
+            _ => {}
+        }
+    }
+    (json, sse)
+}
+
+/// Starts an SSE response on the raw socket: status line, headers, and
+/// nothing that would make a proxy buffer it.
+pub fn start_sse(rq: Request, extra: &[(String, String)]) -> io::Result<Box<dyn Write + Send>> {
+    let mut w = rq.into_writer();
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n",
+    );
+    for (k, v) in extra {
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.flush()?;
+    Ok(w)
+}
+
+/// The 2025-11-25 priming event (SH-42): an id the client can resume
+/// from, an empty data field, and the reconnection delay.
+pub fn write_priming(w: &mut dyn Write, stream: u64, seq: u64) -> io::Result<()> {
+    w.write_all(format!("id: {stream}-{seq}\nretry: {PRIMING_RETRY_MS}\ndata: \n\n").as_bytes())?;
+    w.flush()
+}
+
+/// Reconnection delay announced to 2025-11-25 clients, milliseconds.
+pub const PRIMING_RETRY_MS: u64 = 3000;
+
+/// How a stream pump ended.
+pub enum Ended {
+    /// The router closed the stream (all responses sent, or session over).
+    Done,
+    /// Writing failed: the client is gone.
+    ClientGone,
+}
+
+/// Writes `first` (if any) and then everything from `rx` as `message`
+/// events, with a keepalive comment whenever the stream is idle for
+/// `keepalive`. Returns when the router drops the stream or a write fails.
+pub fn pump_sse(
+    w: &mut dyn Write,
+    first: Option<Out>,
+    rx: &Receiver<Out>,
+    keepalive: Option<Duration>,
+) -> Ended {
+    if let Some(o) = first {
+        if write_out(w, &o).is_err() {
+            return Ended::ClientGone;
+        }
+    }
+    loop {
+        let next = match keepalive {
+            Some(k) => rx.recv_timeout(k),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match next {
+            Ok(o) => {
+                if write_out(w, &o).is_err() {
+                    return Ended::ClientGone;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if sse::write_comment(w, "ping").is_err() {
+                    return Ended::ClientGone;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ended::Done,
+        }
+    }
+}
+
+fn write_out(w: &mut dyn Write, o: &Out) -> io::Result<()> {
+    sse::write_event(w, Some("message"), o.event_id.as_deref(), &o.data)
+}
+
+/// Whether the request is a HEAD (answered like GET, without a body).
+pub fn is_head(rq: &Request) -> bool {
+    *rq.method() == Method::Head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers() {
+        assert_eq!(accepts(None), (false, false));
+        assert_eq!(
+            accepts(Some("application/json, text/event-stream")),
+            (true, true)
+        );
+        assert_eq!(accepts(Some("application/json;q=0.9")), (true, false));
+        assert_eq!(accepts(Some("text/event-stream")), (false, true));
+        assert_eq!(accepts(Some("*/*")), (true, true));
+        assert_eq!(accepts(Some("text/html")), (false, false));
+    }
+
+    #[test]
+    fn hosts_and_origins() {
+        assert_eq!(host_of("localhost:8080"), "localhost");
+        assert_eq!(host_of("[::1]:80"), "[::1]");
+        assert_eq!(host_of("Example.COM"), "example.com");
+        assert_eq!(origin_authority("http://a.b:1/"), Some("a.b:1"));
+        assert_eq!(origin_authority("null"), None);
+        assert!(is_loopback_bind("127.0.0.1"));
+        assert!(is_loopback_bind("[::1]"));
+        assert!(!is_loopback_bind("0.0.0.0"));
+    }
+
+    #[test]
+    fn content_types_and_queries() {
+        assert!(is_json_type(Some("application/json; charset=utf-8")));
+        assert!(!is_json_type(Some("text/plain")));
+        assert!(!is_json_type(None));
+        assert_eq!(query_param("a=1&session_id=ab", "session_id"), Some("ab"));
+        assert_eq!(query_param("session_id", "session_id"), Some(""));
+        assert_eq!(query_param("x=1", "session_id"), None);
+    }
+}

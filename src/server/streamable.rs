@@ -1,0 +1,328 @@
+//! The Streamable HTTP transport (2025-03-26 to 2025-11-25) at `/mcp`.
+//!
+//! POST carries client messages. A POST with requests is held until the
+//! first message about them (RL-04): the response alone becomes a JSON
+//! body, anything before it (progress, a sampling request) turns the reply
+//! into an SSE stream that ends after the response. GET opens the session's
+//! own stream for unrelated traffic; DELETE ends the session.
+//!
+//! Each exchange runs on its own `http` thread, which ends with the
+//! response or stream. A stream whose client vanishes is reported to the
+//! router, which cancels the requests still open on it.
+
+use super::http;
+use super::{Ctx, Mount};
+use crate::jsonrpc::{self, Message, ParseError};
+use crate::router::{
+    Event, GetReply, Out, Post, PostReply, Transport, LATEST_VERSION, SUPPORTED_VERSIONS,
+};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use tiny_http::Request;
+
+type Headers = [(String, String)];
+
+fn error(rq: Request, status: u16, code: i64, msg: &str, h: &Headers) {
+    http::respond_json(rq, status, &jsonrpc::error_body(None, code, msg), h)
+}
+
+/// Checks `MCP-Protocol-Version` (SH-62): absent is fine, unknown is 400.
+fn version_ok(rq: &Request) -> Result<(), String> {
+    match http::header(rq, "MCP-Protocol-Version") {
+        Some(v) if !SUPPORTED_VERSIONS.contains(&v.trim()) => Err(format!(
+            "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
+            SUPPORTED_VERSIONS.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn session_header(rq: &Request) -> Option<String> {
+    http::header(rq, "Mcp-Session-Id").map(|s| s.trim().to_owned())
+}
+
+fn parse_body(body: &str) -> Result<(Vec<Message>, bool), ParseError> {
+    match Message::parse_batch(body)? {
+        Some(items) => {
+            if items.is_empty() {
+                return Err(ParseError::Invalid {
+                    id: None,
+                    reason: "empty batch".into(),
+                });
+            }
+            let msgs = items.into_iter().collect::<Result<Vec<_>, _>>()?;
+            Ok((msgs, true))
+        }
+        None => Ok((vec![Message::parse(body)?], false)),
+    }
+}
+
+pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
+    let (json, sse_ok) = http::accepts(http::header(&rq, "Accept"));
+    if !json && !sse_ok {
+        return error(
+            rq,
+            406,
+            -32000,
+            "Not Acceptable: Client must accept application/json and/or text/event-stream",
+            cors,
+        );
+    }
+    if !http::is_json_type(http::header(&rq, "Content-Type")) {
+        return error(
+            rq,
+            415,
+            -32000,
+            "Unsupported Media Type: Content-Type must be application/json",
+            cors,
+        );
+    }
+    let body = match http::read_body(&mut rq, ctx.args.max_body_bytes) {
+        Ok(b) => b,
+        Err(http::BodyError::TooLarge) => {
+            let msg = format!(
+                "Payload Too Large: the body is over {} bytes (--max-body-size)",
+                ctx.args.max_body_bytes
+            );
+            return error(rq, 413, jsonrpc::INVALID_REQUEST, &msg, cors);
+        }
+        Err(http::BodyError::Io) => {
+            return error(rq, 400, -32000, "Bad Request: cannot read the body", cors)
+        }
+    };
+    let Ok(body) = String::from_utf8(body) else {
+        return error(
+            rq,
+            400,
+            jsonrpc::PARSE_ERROR,
+            "Parse error: the body is not valid UTF-8",
+            cors,
+        );
+    };
+    let (msgs, batch) = match parse_body(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            let b = jsonrpc::error_body(e.id(), e.code(), &e.to_string());
+            return http::respond_json(rq, 400, &b, cors);
+        }
+    };
+    let is_init = !batch && msgs[0].method() == Some("initialize");
+    if !is_init {
+        if let Err(e) = version_ok(&rq) {
+            return error(rq, 400, -32000, &e, cors);
+        }
+    }
+    let stateless = ctx.args.stateless;
+    let (tx, rx) = channel();
+    let p = Post {
+        transport: if stateless {
+            Transport::Stateless
+        } else {
+            Transport::Streamable
+        },
+        session: if stateless { None } else { session_header(&rq) },
+        protocol_version: http::header(&rq, "MCP-Protocol-Version")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str())),
+        msgs,
+        batch,
+        json_only: json && !sse_ok,
+        reply: tx,
+    };
+    if mount.router.send(Event::Post(p)).is_err() {
+        return error(rq, 503, -32000, "Server is shutting down", cors);
+    }
+    match rx.recv() {
+        Ok(PostReply::Accepted) => http::respond(rq, 202, "", "", cors),
+        Ok(PostReply::Error { status, body }) => http::respond_json(rq, status, &body, cors),
+        Ok(PostReply::Stream {
+            session,
+            created,
+            stream,
+            version,
+            requests: _,
+            rx,
+        }) => {
+            let mut h = cors.to_vec();
+            if created {
+                h.push(("Mcp-Session-Id".into(), session.clone()));
+            }
+            let x = Exchange {
+                ctx,
+                mount,
+                session,
+                stream,
+                version,
+            };
+            if json && !sse_ok {
+                x.json(rq, rx, batch, &h)
+            } else {
+                x.sse(rq, rx, json && !batch, &h)
+            }
+        }
+        Err(_) => error(rq, 503, -32000, "Server is shutting down", cors),
+    }
+}
+
+struct Exchange<'a> {
+    ctx: &'a Ctx,
+    mount: &'a Mount,
+    session: String,
+    stream: u64,
+    version: String,
+}
+
+impl Exchange<'_> {
+    fn gone(&self) {
+        let _ = self.mount.router.send(Event::StreamGone {
+            session: self.session.clone(),
+            stream: self.stream,
+        });
+    }
+
+    /// A client that takes only JSON: the response (or the batch's
+    /// responses) as one body.
+    fn json(&self, rq: Request, rx: Receiver<Out>, batch: bool, h: &Headers) {
+        let outs: Vec<String> = rx.iter().filter(|o| o.response).map(|o| o.data).collect();
+        if outs.is_empty() {
+            // Cancelled: the request gets no response (and needs none).
+            return http::respond(rq, 202, "", "", h);
+        }
+        let body = if batch {
+            format!("[{}]", outs.join(","))
+        } else {
+            outs.into_iter().next().expect("not empty")
+        };
+        http::respond_json(rq, 200, &body, h)
+    }
+
+    /// A client that takes SSE. With `hold`, a response that comes first
+    /// and alone is sent as plain JSON (RL-04).
+    fn sse(&self, rq: Request, rx: Receiver<Out>, hold: bool, h: &Headers) {
+        let mut first = None;
+        if hold {
+            let r = match self.ctx.args.keepalive {
+                Some(k) => rx.recv_timeout(k),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match r {
+                Ok(o) if o.response => return http::respond_json(rq, 200, &o.data, h),
+                Ok(o) => first = Some(o),
+                // Idle for a keepalive period: commit to a stream so the
+                // keepalives can flow and a vanished client is noticed.
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        let Ok(mut w) = http::start_sse(rq, h) else {
+            return self.gone();
+        };
+        if self.version.as_str() >= LATEST_VERSION
+            && http::write_priming(&mut w, self.stream, 0).is_err()
+        {
+            return self.gone();
+        }
+        if let http::Ended::ClientGone = http::pump_sse(&mut w, first, &rx, self.ctx.args.keepalive)
+        {
+            self.gone();
+        }
+    }
+}
+
+pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
+    if ctx.args.stateless {
+        let mut h = cors.to_vec();
+        h.push(("Allow".into(), "POST".into()));
+        return error(
+            rq,
+            405,
+            -32000,
+            "Method Not Allowed: no GET stream in stateless mode",
+            &h,
+        );
+    }
+    let (_, sse_ok) = http::accepts(http::header(&rq, "Accept"));
+    if !sse_ok {
+        return error(
+            rq,
+            406,
+            -32000,
+            "Not Acceptable: Client must accept text/event-stream",
+            cors,
+        );
+    }
+    if let Err(e) = version_ok(&rq) {
+        return error(rq, 400, -32000, &e, cors);
+    }
+    let Some(session) = session_header(&rq) else {
+        return error(rq, 400, -32000, "Bad Request: Missing session ID", cors);
+    };
+    let (tx, rx) = channel();
+    let ev = Event::OpenGet {
+        session: session.clone(),
+        last_event_id: http::header(&rq, "Last-Event-ID").map(|s| s.trim().to_owned()),
+        reply: tx,
+    };
+    if mount.router.send(ev).is_err() {
+        return error(rq, 503, -32000, "Server is shutting down", cors);
+    }
+    let (stream, seq, resumed, version, rx) = match rx.recv() {
+        Ok(GetReply::Stream {
+            stream,
+            seq,
+            resumed,
+            version,
+            rx,
+        }) => (stream, seq, resumed, version, rx),
+        Ok(GetReply::Error { status, body }) => return http::respond_json(rq, status, &body, cors),
+        Err(_) => return error(rq, 503, -32000, "Server is shutting down", cors),
+    };
+    let x = Exchange {
+        ctx,
+        mount,
+        session,
+        stream,
+        version,
+    };
+    let Ok(mut w) = http::start_sse(rq, cors) else {
+        return x.gone();
+    };
+    if !resumed
+        && x.version.as_str() >= LATEST_VERSION
+        && http::write_priming(&mut w, stream, seq).is_err()
+    {
+        return x.gone();
+    }
+    if let http::Ended::ClientGone = http::pump_sse(&mut w, None, &rx, ctx.args.keepalive) {
+        x.gone();
+    }
+}
+
+pub fn delete(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
+    if ctx.args.stateless {
+        let mut h = cors.to_vec();
+        h.push(("Allow".into(), "POST".into()));
+        return error(
+            rq,
+            405,
+            -32000,
+            "Method Not Allowed: no sessions in stateless mode",
+            &h,
+        );
+    }
+    let Some(session) = session_header(&rq) else {
+        return error(rq, 400, -32000, "Bad Request: Missing session ID", cors);
+    };
+    let (tx, rx) = channel();
+    if mount
+        .router
+        .send(Event::Delete { session, reply: tx })
+        .is_err()
+    {
+        return error(rq, 503, -32000, "Server is shutting down", cors);
+    }
+    match rx.recv() {
+        Ok(true) => http::respond(rq, 200, "", "", cors),
+        Ok(false) => error(rq, 404, -32001, "Session not found", cors),
+        Err(_) => error(rq, 503, -32000, "Server is shutting down", cors),
+    }
+}
