@@ -177,11 +177,15 @@ class Scenario:
             self.failed += 1
             self.out(f"FAIL {self.label} {name}: not run, the session stopped answering after {self.dead_after}")
             return
+        t0 = time.monotonic()
         try:
             with anyio.fail_after(timeout):
                 detail = await fn()
             self.passed += 1
-            self.out(f"PASS {self.label} {name}" + (f" ({detail})" if detail else ""))
+            took = time.monotonic() - t0
+            # Slow steps show their time: a path that drags is worth a look.
+            slow = f" [{took:.1f}s]" if took >= 2 else ""
+            self.out(f"PASS {self.label} {name}" + (f" ({detail})" if detail else "") + slow)
         except BaseException as exc:  # noqa: BLE001 - a step reports, never crashes the run
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
