@@ -178,6 +178,7 @@ class Scenario:
             self.out(f"FAIL {self.label} {name}: not run, the session stopped answering after {self.dead_after}")
             return
         t0 = time.monotonic()
+        out0 = len(self.tap.outbound)
         try:
             with anyio.fail_after(timeout):
                 detail = await fn()
@@ -190,10 +191,23 @@ class Scenario:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self.failed += 1
-            self.out(f"FAIL {self.label} {name}: {describe(exc)}")
+            self.out(f"FAIL {self.label} {name}: {describe(exc)}{self.unanswered(out0)}")
             if os.environ.get("INTEROP_DEBUG"):
                 traceback.print_exc()
             await self.still_alive(name)
+
+    def unanswered(self, out0):
+        """Which requests sent during a failed step never got a reply on the wire:
+        tells a lost reply (proxy, server) from a reply the SDK mishandled."""
+        answered = {m.get("id") for _, m in self.tap.inbound if "method" not in m}
+        sent = [m for m in self.tap.outbound[out0:] if "method" in m and "id" in m]
+        lost = [m for m in sent if m["id"] not in answered]
+        if not sent:
+            return ""
+        if not lost:
+            return f"; all {len(sent)} requests of this step got a reply on the wire"
+        desc = ", ".join(f"{m['id']!r} {m['method']} {short((m.get('params') or {}).get('arguments', ''), 60)}" for m in lost[:6])
+        return f"; {len(lost)} of {len(sent)} requests of this step got no reply on the wire: {desc}"
 
     async def still_alive(self, after):
         try:
