@@ -10,6 +10,10 @@
 #   make uninstall  remove what `make install` put there
 #   make dist       tarball in dist/ with the static binary, man page, README and LICENSE
 #   make clean      remove target/ and dist/
+#   make interop    official SDKs and reference servers through the proxy (tests/interop/README.md)
+#   make bench      ours beside the Python mcp-proxy and supergateway (benches/README.md)
+#   make fuzz       fuzz the parsers for FUZZ_SECONDS each (cargo-fuzz, nightly)
+#   make soak       long run with hang-ups, cancels and child kills (not in CI)
 #
 # install and uninstall never run cargo, so `sudo make install` after `make`
 # builds nothing as root.
@@ -135,3 +139,7 @@ bench:
 	$(CARGO) bench --locked --bench mcp-bench -- run \
 		--python $(BENCH_CACHE)/py/bin/mcp-proxy \
 		--supergateway $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js
+
+.PHONY: interop
+interop:
+	tests/interop/run.sh
