@@ -61,7 +61,6 @@ fn client_mode_through_server_mode_sse() {
 /// server's socket receive queues (`ss -tn`). The demo server's HTTP mode
 /// had the same stall and moved to a thread per connection.
 #[test]
-#[ignore = "server mode stalls on a burst of keep-alive connections (tiny_http task pool)"]
 fn parallel_slow_calls_through_server_mode() {
     let mut server = Proc::spawn(proxy_bin(), &["--port", "0", "--", demo_bin()]);
     let base = server.listening_url();
