@@ -22,8 +22,18 @@
 //! processed and is resent on the new session; one whose outcome is unknown
 //! is not.
 //!
-//! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
+//! With `--transport auto` the local client's own `initialize` decides
+//! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
+//! but 401/403 for revisions before 2025-11-25) means GET the same URL as
+//! an HTTP+SSE stream and send the initialize there. No probe of our own,
+//! so no stray session is left on the server.
+//!
+//! Exit: 0 when stdin closes (once the replies still owed have come, at
+//! most `EOF_GRACE` (5 s) later, and after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
+//!
+//! Not handled: JSON-RPC batches on stdin (answered -32600; batches from
+//! the remote are split), the 2026-07-28 per-request headers (RL-10).
 
 pub mod digest;
 mod http;
@@ -959,6 +969,13 @@ impl Router {
                     }
                     Outcome::Status(404, ..) if self.session.session_id.is_some() => {
                         self.lose_session("the remote no longer knows the session (404)")
+                    }
+                    Outcome::Status(code, reason, _) if code < 500 => {
+                        // SH-22 names 405; other refusals mean the same to
+                        // us, and asking again would not change the answer.
+                        log::info!(
+                            "the remote refused the GET stream (HTTP {code} {reason}); carrying on without it"
+                        )
                     }
                     Outcome::Status(code, reason, _) => {
                         let delay = self.backoff.next_delay();

@@ -308,6 +308,9 @@ pub fn run(cfg: core::Config, opts: Opts) {
     });
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
+        // Small writes (a response head, one SSE event) must leave at once,
+        // not wait for the peer's delayed ACK.
+        let _ = conn.set_nodelay(true);
         let srv = srv.clone();
         thread::spawn(move || {
             let Ok(mut w) = conn.try_clone() else { return };
