@@ -11,6 +11,10 @@
 #   make uninstall  remove what `make install` put there
 #   make dist       tarball in dist/ with the static binary, man page, README and LICENSE
 #   make clean      remove target/ and dist/
+#   make interop    official SDKs and reference servers through the proxy (tests/interop/README.md)
+#   make bench      ours beside the Python mcp-proxy and supergateway (benches/README.md)
+#   make fuzz       fuzz the parsers for FUZZ_SECONDS each (cargo-fuzz, nightly)
+#   make soak       long run with hang-ups, cancels and child kills (not in CI)
 #
 # install and uninstall never run cargo, so `sudo make install` after `make`
 # builds nothing as root.
@@ -116,3 +120,27 @@ fuzz:
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  $(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t .cache/fuzz/$$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# make bench: ours side by side with the Python mcp-proxy 0.13.0 and
+# supergateway 4.0.0 (installed into $(BENCH_CACHE) on first use, each in
+# its own venv / prefix); table printed, report in target/bench/.
+BENCH_CACHE ?= .cache/bench
+.PHONY: bench
+bench:
+	$(CARGO) build --release --locked --bins
+	@if $(MAKE) -n static >/dev/null 2>&1; then \
+		$(MAKE) static || echo "bench: static build failed; the size row is the dynamic binary"; fi
+	@test -x $(BENCH_CACHE)/py/bin/mcp-proxy || { \
+		python3 -m venv $(BENCH_CACHE)/py && \
+		$(BENCH_CACHE)/py/bin/pip install --quiet mcp-proxy==0.13.0; } || \
+		echo "bench: could not install the Python mcp-proxy (needs python3-venv); it is skipped"
+	@test -f $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js || \
+		npm install --silent --prefix $(BENCH_CACHE)/node supergateway@4.0.0 || \
+		echo "bench: could not install supergateway (needs npm); it is skipped"
+	$(CARGO) bench --locked --bench mcp-bench -- run \
+		--python $(BENCH_CACHE)/py/bin/mcp-proxy \
+		--supergateway $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js
+
+.PHONY: interop
+interop:
+	tests/interop/run.sh

@@ -67,6 +67,29 @@ Server mode options:
                               open stream, nothing in flight), 0 never [default: 1800]
       --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
 
+Server lifecycle (server mode):
+      --init-timeout SECONDS  a server must answer initialize within this long,
+                              else it is restarted; 0 waits forever; a config
+                              entry's \"timeout\" overrides it [default: 60]
+      --max-restarts N        restarts allowed within --restart-window; one more
+                              marks the server failed (then retried every 30 s)
+                              [default: 5]
+      --restart-window SECONDS
+                              the window --max-restarts counts in [default: 60]
+      --restart-backoff SECONDS
+                              delay before a restart, doubled for each restart
+                              within the window, at most 30 s [default: 1]
+      --shutdown-grace SECONDS
+                              on SIGTERM/SIGINT a server gets this long after
+                              its stdin closes, then SIGTERM, this long again,
+                              then SIGKILL [default: 2]
+
+Health (server mode): GET /healthz answers 200 while the proxy runs; GET
+/readyz answers 200 when every enabled server is running, else 503 with the
+reason; GET /status gives each server's state, pid, restarts and last exit.
+Requests to a server that is starting or restarting wait for it; requests to
+a failed server get an error at once.
+
 Limits:
       --max-message-size BYTES
                               largest message accepted from a server or remote
@@ -85,7 +108,9 @@ Environment:
   API_ACCESS_TOKEN   client mode: send Authorization: Bearer <token>
   RUST_LOG           detailed log filter (overrides --log-level)
 
-Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
+Exit status: 0 on success, 1 on a runtime failure (cannot listen, remote
+unreachable), 2 on a usage or configuration error, 128+N when stopped by
+signal N (143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP).
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +173,12 @@ pub struct Args {
     pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
+    /// How long a server may take to answer `initialize` (`None`: forever).
+    pub init_timeout: Option<Duration>,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub restart_backoff: Duration,
+    pub shutdown_grace: Duration,
 }
 
 impl Args {
@@ -190,6 +221,11 @@ impl Default for Args {
             session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
+            init_timeout: Some(Duration::from_secs(60)),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            restart_backoff: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -249,6 +285,17 @@ fn number<T: std::str::FromStr>(v: OsString, flag: &str) -> Result<T, UsageError
     let s = string(v, flag)?;
     s.parse()
         .map_err(|_| UsageError(format!("{flag}: '{s}' is not a valid number")))
+}
+
+/// A duration in seconds, fractions allowed (`0.5`).
+fn seconds(v: OsString, flag: &str) -> Result<Duration, UsageError> {
+    let s = string(v, flag)?;
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=1e9).contains(&n) => Ok(Duration::from_secs_f64(n)),
+        _ => Err(UsageError(format!(
+            "{flag}: '{s}' is not a number of seconds (0 or more)"
+        ))),
+    }
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, UsageError> {
@@ -430,6 +477,16 @@ where
             Long("max-message-size") => {
                 a.max_message_bytes = number(p.value()?, "--max-message-size")?
             }
+            Long("init-timeout") => {
+                let t = seconds(p.value()?, "--init-timeout")?;
+                a.init_timeout = (!t.is_zero()).then_some(t);
+            }
+            Long("max-restarts") => a.max_restarts = number(p.value()?, "--max-restarts")?,
+            Long("restart-window") => a.restart_window = seconds(p.value()?, "--restart-window")?,
+            Long("restart-backoff") => {
+                a.restart_backoff = seconds(p.value()?, "--restart-backoff")?
+            }
+            Long("shutdown-grace") => a.shutdown_grace = seconds(p.value()?, "--shutdown-grace")?,
             Value(v) => positionals.push(string(v, "argument")?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -718,6 +775,51 @@ mod tests {
             .unwrap_err()
             .contains("--session-timeout"));
         assert!(HELP.contains("--session-timeout"));
+    }
+
+    #[test]
+    fn lifecycle_flags() {
+        let a = run(&["srv"]).unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(a.max_restarts, 5);
+        assert_eq!(a.restart_window, Duration::from_secs(60));
+        assert_eq!(a.restart_backoff, Duration::from_secs(1));
+        assert_eq!(a.shutdown_grace, Duration::from_secs(2));
+        let a = run(&[
+            "--init-timeout",
+            "0.5",
+            "--max-restarts",
+            "0",
+            "--restart-window",
+            "10",
+            "--restart-backoff",
+            "0.05",
+            "--shutdown-grace",
+            "0",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(a.max_restarts, 0);
+        assert_eq!(a.restart_window, Duration::from_secs(10));
+        assert_eq!(a.restart_backoff, Duration::from_millis(50));
+        assert_eq!(a.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            run(&["--init-timeout", "0", "srv"]).unwrap().init_timeout,
+            None
+        );
+        for (flag, bad) in [
+            ("--init-timeout", "-1"),
+            ("--restart-window", "soon"),
+            ("--restart-backoff", "inf"),
+            ("--shutdown-grace", "NaN"),
+            ("--max-restarts", "-1"),
+        ] {
+            let e = run(&[flag, bad, "srv"]).unwrap_err();
+            assert!(e.contains(flag), "{flag} {bad}: {e}");
+            assert!(HELP.contains(flag), "{flag} is in --help");
+        }
+        assert!(HELP.contains("/readyz") && HELP.contains("128+N"));
     }
 
     #[test]

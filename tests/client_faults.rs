@@ -504,3 +504,37 @@ fn sse_session_expiry_recovers() {
     );
     assert_eq!(who["clientName"], "test-client");
 }
+
+/// A local client that goes away without closing our stdin (its end of our
+/// stdout is closed): the next write fails with a broken pipe, which is a
+/// clean exit 0, not a crash or a hang.
+#[test]
+fn broken_stdout_is_a_clean_exit() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let mut child = Command::new(proxy_bin())
+        .arg(remote.mcp())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", initialize(json!(0), "2025-06-18")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    // The session it opened was ended.
+    assert!(remote.requests().iter().any(|r| r["method"] == "DELETE"));
+}

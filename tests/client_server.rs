@@ -52,14 +52,8 @@ fn client_mode_through_server_mode_sse() {
     through_server_mode("/sse");
 }
 
-/// Many slow calls at once through both modes: none waits for another.
-///
-/// Ignored until server mode stops using tiny_http's connection pool: its
-/// task pool queues a burst of new keep-alive connections behind its few
-/// idle threads, each blocked on a connection that stays open, so about
-/// half the runs on a loaded machine stall with ~19 requests unread in the
-/// server's socket receive queues (`ss -tn`). The demo server's HTTP mode
-/// had the same stall and moved to a thread per connection.
+/// Many slow calls at once through both modes: none waits for another
+/// (this stalled server mode before its tiny_http pool fix).
 #[test]
 fn parallel_slow_calls_through_server_mode() {
     let mut server = Proc::spawn(proxy_bin(), &["--port", "0", "--", demo_bin()]);

@@ -54,7 +54,7 @@ fn a_burst_of_keep_alive_connections_is_served_while_all_stay_open() {
         });
     }
     drop(tx);
-    let mut answered = vec![false; CONNECTIONS];
+    let mut answered = [false; CONNECTIONS];
     for _ in 0..CONNECTIONS {
         let (i, status) = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
             let missing: Vec<usize> = (0..CONNECTIONS).filter(|&i| !answered[i]).collect();

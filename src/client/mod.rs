@@ -22,8 +22,18 @@
 //! processed and is resent on the new session; one whose outcome is unknown
 //! is not.
 //!
-//! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
+//! With `--transport auto` the local client's own `initialize` decides
+//! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
+//! but 401/403 for revisions before 2025-11-25) means GET the same URL as
+//! an HTTP+SSE stream and send the initialize there. No probe of our own,
+//! so no stray session is left on the server.
+//!
+//! Exit: 0 when stdin closes (once the replies still owed have come, at
+//! most `EOF_GRACE` (5 s) later, and after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
+//!
+//! Not handled: JSON-RPC batches on stdin (answered -32600; batches from
+//! the remote are split), the 2026-07-28 per-request headers (RL-10).
 
 pub mod digest;
 mod http;
@@ -197,6 +207,9 @@ struct Router {
     /// reply after a cancel): no longer counted in `posts`.
     detached: std::collections::HashSet<String>,
     backlog: VecDeque<PostJob>,
+    /// Notification and response POSTs not yet acknowledged: nothing sent
+    /// after one may start before it is (see `post`).
+    unacked: usize,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -257,6 +270,7 @@ pub fn run(args: &Args) -> ExitCode {
         posts: 0,
         detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
+        unacked: 0,
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -517,21 +531,36 @@ impl Router {
                 None => log::warn!("no HTTP+SSE endpoint yet; dropped a message"),
             },
             Link::Streamable | Link::Unknown => {
-                if self.posts >= MAX_POSTS {
+                // Each POST runs on its own thread, so two POSTs started
+                // together may reach the remote in either order. Requests
+                // may overtake each other (a slow call must not hold up the
+                // next), but a notification or a response is a fence: what
+                // the client sent after it waits for its 202, so that, say,
+                // `tools/list` never reaches the server before
+                // `notifications/initialized`. Queued jobs keep their order.
+                if !self.backlog.is_empty() || self.posts >= MAX_POSTS || self.unacked > 0 {
                     self.backlog.push_back(job);
                     return;
                 }
-                self.posts += 1;
-                streamable::spawn_post(
-                    self.remote.clone(),
-                    self.url.clone(),
-                    self.session.clone(),
-                    self.gen,
-                    job,
-                    self.tx.clone(),
-                );
+                self.start_post(job);
             }
         }
+    }
+
+    /// Starts a Streamable HTTP POST now (`post` decided it may).
+    fn start_post(&mut self, job: PostJob) {
+        self.posts += 1;
+        if job.msg.kind() != Kind::Request {
+            self.unacked += 1;
+        }
+        streamable::spawn_post(
+            self.remote.clone(),
+            self.url.clone(),
+            self.session.clone(),
+            self.gen,
+            job,
+            self.tx.clone(),
+        );
     }
 
     // ---- sessions ----
@@ -758,8 +787,15 @@ impl Router {
             self.posts = self.posts.saturating_sub(1);
         }
         if self.link != Link::Sse {
-            if let Some(next) = self.backlog.pop_front() {
-                self.post(next);
+            if job.msg.kind() != Kind::Request {
+                self.unacked = self.unacked.saturating_sub(1);
+            }
+            // Start what the queue allows, in order (see `post`).
+            while self.posts < MAX_POSTS && self.unacked == 0 {
+                let Some(next) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.start_post(next);
             }
         }
         let id = (job.msg.kind() == Kind::Request)
@@ -933,6 +969,13 @@ impl Router {
                     }
                     Outcome::Status(404, ..) if self.session.session_id.is_some() => {
                         self.lose_session("the remote no longer knows the session (404)")
+                    }
+                    Outcome::Status(code, reason, _) if code < 500 => {
+                        // SH-22 names 405; other refusals mean the same to
+                        // us, and asking again would not change the answer.
+                        log::info!(
+                            "the remote refused the GET stream (HTTP {code} {reason}); carrying on without it"
+                        )
                     }
                     Outcome::Status(code, reason, _) => {
                         let delay = self.backoff.next_delay();

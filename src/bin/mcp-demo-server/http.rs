@@ -8,8 +8,9 @@
 //! 404), `drop` (end every open SSE stream), `fail` (body: a status that every
 //! MCP request is answered with; 0 turns it off), `garbage` (a non-JSON event
 //! on every stream), `garbage-reply` (the next request's reply is not JSON),
-//! and `requests` (a JSON log of the method, path and headers of every MCP
-//! request, so tests can see what the proxy sent).
+//! `requests` (a JSON log of the method, path and headers of every MCP
+//! request, so tests can see what the proxy sent), and `received` (the
+//! JSON-RPC methods of the Streamable HTTP POSTs in the order handled).
 //!
 //! Threads: the accept loop gives each connection its own thread, which
 //! reads requests one after another (keep-alive) and answers each in turn;
@@ -61,6 +62,8 @@ pub struct Opts {
     pub endpoint: Option<String>,
     /// Require HTTP Digest (MD5, qop=auth) with this `user:password`.
     pub digest_auth: Option<String>,
+    /// Handle each notification POST only after this delay.
+    pub notification_delay: Duration,
 }
 
 enum Item {
@@ -218,6 +221,8 @@ struct Server {
     /// The Digest nonce this server hands out.
     nonce: String,
     log: Mutex<Vec<Value>>,
+    /// JSON-RPC methods of the Streamable HTTP POSTs, in the order handled.
+    received: Mutex<Vec<String>>,
 }
 
 /// One HTTP request, read whole.
@@ -299,9 +304,13 @@ pub fn run(cfg: core::Config, opts: Opts) {
         tokens: std::sync::atomic::AtomicU64::new(0),
         nonce: mcp_proxy::util::random_hex(16),
         log: Mutex::new(Vec::new()),
+        received: Mutex::new(Vec::new()),
     });
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
+        // Small writes (a response head, one SSE event) must leave at once,
+        // not wait for the peer's delayed ACK.
+        let _ = conn.set_nodelay(true);
         let srv = srv.clone();
         thread::spawn(move || {
             let Ok(mut w) = conn.try_clone() else { return };
@@ -517,6 +526,10 @@ impl Server {
                 }
             }
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
+            "received" => {
+                let log = json!(self.received.lock().unwrap().clone());
+                respond(w, 200, "application/json", log.to_string(), &[])
+            }
             "requests" => {
                 let log = Value::Array(self.log.lock().unwrap().clone());
                 return respond(w, 200, "application/json", log.to_string(), &[]);
@@ -634,6 +647,15 @@ impl Server {
                 )
             }
         };
+        if msg.kind() == Kind::Notification {
+            // A server that is slow with notifications: what it handles next
+            // shows whether the client waited for this one.
+            thread::sleep(self.opts.notification_delay);
+        }
+        self.received
+            .lock()
+            .unwrap()
+            .push(msg.method().unwrap_or("(response)").to_owned());
         let sid_header = header(req, "mcp-session-id").map(str::to_owned);
         let (session, sid) = if msg.method() == Some("initialize") {
             let sid = mcp_proxy::util::random_hex(16);
