@@ -143,7 +143,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     });
     let ours_static = path(
         "--ours-static",
-        "target/x86_64-unknown-linux-musl/release/mcp-proxy",
+        "target/x86_64-unknown-linux-musl/static/mcp-proxy",
     );
     // The static binary is what ships; measure it whenever it is at least
     // as new as the release build (an older one would be stale code).
