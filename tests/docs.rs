@@ -21,7 +21,7 @@ const README: &str = include_str!("../README.md");
 /// not be one `mcp-proxy --help` lists, or it would hide a typo.
 #[rustfmt::skip]
 const FOREIGN: &[&str] = &[
-    "-s", "-o", "-D", "-d", "-f", "-N", "-i", "-m",     // curl
+    "-s", "-o", "-D", "-d", "-f", "-N", "-i", "-m", "-w", // curl
     "-n", "-c",                                         // sed, sh
     "--local-timezone",                                 // uvx mcp-server-time, in an example
     "--foo", "--flag",                                  // stand-ins for a server command's flags
