@@ -68,3 +68,51 @@ fn a_burst_of_keep_alive_connections_is_served_while_all_stay_open() {
     }
     drop(keep);
 }
+
+/// SH-15: after the response, the server SHOULD end a POST's SSE stream.
+/// It used to stay open until the client gave up (curl waited forever).
+#[test]
+fn a_post_sse_stream_ends_after_its_response() {
+    let mut proxy = Proc::spawn(proxy_bin(), &["--port", "0", "--", demo_bin()]);
+    let url = format!("{}/mcp", proxy.listening_url());
+    let init = initialize(serde_json::json!(1), "2025-06-18").to_string();
+    let accept = ("Accept", "application/json, text/event-stream");
+    let ctype = ("Content-Type", "application/json");
+    let r = http("POST", &url, &[accept, ctype], Some(&init));
+    let sid = r.header("mcp-session-id").expect("a session id").to_owned();
+    let call = request(
+        serde_json::json!(2),
+        "tools/call",
+        serde_json::json!({"name": "progress", "arguments": {"steps": 2, "ms": 5}, "_meta": {"progressToken": "t"}}),
+    )
+    .to_string();
+    let h = [
+        accept,
+        ctype,
+        ("Mcp-Session-Id", sid.as_str()),
+        ("MCP-Protocol-Version", "2025-06-18"),
+    ];
+    let s = SseStream::open("POST", &url, &h, Some(&call));
+    assert!(s
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/event-stream"));
+    let mut got = Vec::new();
+    loop {
+        let v = s.next_json();
+        let done = v.get("id").is_some();
+        got.push(v);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got.len(),
+        3,
+        "two progress notifications, then the response: {got:?}"
+    );
+    assert!(
+        s.next(WAIT).is_none(),
+        "the stream must end after the response"
+    );
+}

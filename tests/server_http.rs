@@ -206,8 +206,8 @@ fn streamable_session_rules() {
     assert_eq!(del(), 200);
     assert_eq!(
         g1.read_for(Duration::from_secs(5)),
-        "",
-        "the GET stream ends"
+        "0\r\n\r\n",
+        "the GET stream ends with its last chunk"
     );
     assert_eq!(del(), 404);
     assert_eq!(post(&[ct, acc], ping).status, 404);

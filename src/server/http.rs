@@ -245,11 +245,15 @@ pub fn accepts(accept: Option<&str>) -> (bool, bool) {
 }
 
 /// Starts an SSE response on the raw socket: status line, headers, and
-/// nothing that would make a proxy buffer it.
+/// nothing that would make a proxy buffer it. The body is chunked, framed
+/// by hand (tiny_http would buffer it, DESIGN.md): each flushed write is one
+/// chunk, and dropping the writer sends the last chunk, so the response has
+/// a clear end (SH-15: a POST stream ends after its response) while the
+/// connection stays usable for the client's next request.
 pub fn start_sse(rq: Request, extra: &[(String, String)]) -> io::Result<Box<dyn Write + Send>> {
     let mut w = rq.into_writer();
     let mut head = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n",
     );
     for (k, v) in extra {
         head.push_str(k);
@@ -260,7 +264,49 @@ pub fn start_sse(rq: Request, extra: &[(String, String)]) -> io::Result<Box<dyn 
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
     w.flush()?;
-    Ok(w)
+    Ok(Box::new(Chunked {
+        inner: w,
+        failed: false,
+    }))
+}
+
+/// HTTP/1.1 chunked framing over a raw response writer.
+struct Chunked {
+    inner: Box<dyn Write + Send>,
+    failed: bool,
+}
+
+impl Write for Chunked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One write per chunk: with TCP_NODELAY each write is a packet.
+        let mut chunk = Vec::with_capacity(buf.len() + 20);
+        chunk.extend_from_slice(format!("{:x}\r\n", buf.len()).as_bytes());
+        chunk.extend_from_slice(buf);
+        chunk.extend_from_slice(b"\r\n");
+        let r = self.inner.write_all(&chunk);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r.map(|_| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Drop for Chunked {
+    fn drop(&mut self) {
+        if !self.failed {
+            let _ = self
+                .inner
+                .write_all(b"0\r\n\r\n")
+                .and_then(|_| self.inner.flush());
+        }
+    }
 }
 
 /// The 2025-11-25 priming event (SH-42): an id the client can resume
