@@ -668,8 +668,11 @@ impl Router {
         // Dropping the only sender ends the stdin pump, which closes the pipe.
         self.stdin = None;
         if let Some(mut c) = self.child.take() {
-            let status = c.shutdown(self.cfg.shutdown_grace);
-            log::info!("server '{}' stopped: {:?}", self.name, status);
+            match c.shutdown(self.cfg.shutdown_grace) {
+                // ExitStatus shows as "exit status: 0" or "signal: 15 (SIGTERM)".
+                Some(status) => log::info!("server '{}' stopped ({status})", self.name),
+                None => log::warn!("server '{}' did not stop", self.name),
+            }
         }
     }
 
