@@ -241,7 +241,7 @@ class Scenario:
 
     async def on_roots(self, context):
         self.roots_requests += 1
-        return types.ListRootsResult.model_validate({"roots": [{"uri": ROOT_URI, "name": f"interop-root"}]})
+        return types.ListRootsResult.model_validate({"roots": [{"uri": ROOT_URI, "name": "interop-root"}]})
 
     async def on_log(self, params):
         pass
