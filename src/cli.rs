@@ -34,10 +34,12 @@ Client mode options:
       --no-verify-ssl         do not verify TLS certificates (insecure)
       --username USER         HTTP Basic authentication user (with --password)
       --password PASSWORD     HTTP Basic authentication password
-      --digest                Digest authentication (not supported yet)
-      --client-id ID          OAuth2 client credentials (not supported yet;
-      --client-secret SECRET  the three flags --client-id, --client-secret
-      --token-url URL         and --token-url go together)
+      --digest                use HTTP Digest (MD5) instead of Basic with
+                              --username/--password
+      --client-id ID          OAuth2 client credentials grant: the client id,
+      --client-secret SECRET  its secret and the token endpoint (all three
+      --token-url URL         together); the token is sent as a Bearer token
+                              and renewed before it expires
 
 Server mode options:
       --host HOST             address to listen on [default: 127.0.0.1]
@@ -60,7 +62,33 @@ Server mode options:
       --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
                               [default: mcp-session-id]
       --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
+      --session-timeout SECONDS
+                              end a Streamable HTTP session idle this long (no
+                              open stream, nothing in flight), 0 never [default: 1800]
       --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
+
+Server lifecycle (server mode):
+      --init-timeout SECONDS  a server must answer initialize within this long,
+                              else it is restarted; 0 waits forever; a config
+                              entry's \"timeout\" overrides it [default: 60]
+      --max-restarts N        restarts allowed within --restart-window; one more
+                              marks the server failed (then retried every 30 s)
+                              [default: 5]
+      --restart-window SECONDS
+                              the window --max-restarts counts in [default: 60]
+      --restart-backoff SECONDS
+                              delay before a restart, doubled for each restart
+                              within the window, at most 30 s [default: 1]
+      --shutdown-grace SECONDS
+                              on SIGTERM/SIGINT a server gets this long after
+                              its stdin closes, then SIGTERM, this long again,
+                              then SIGKILL [default: 2]
+
+Health (server mode): GET /healthz answers 200 while the proxy runs; GET
+/readyz answers 200 when every enabled server is running, else 503 with the
+reason; GET /status gives each server's state, pid, restarts and last exit.
+Requests to a server that is starting or restarting wait for it; requests to
+a failed server get an error at once.
 
 Limits:
       --max-message-size BYTES
@@ -80,7 +108,9 @@ Environment:
   API_ACCESS_TOKEN   client mode: send Authorization: Bearer <token>
   RUST_LOG           detailed log filter (overrides --log-level)
 
-Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
+Exit status: 0 on success, 1 on a runtime failure (cannot listen, remote
+unreachable), 2 on a usage or configuration error, 128+N when stopped by
+signal N (143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP).
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +118,13 @@ pub enum Transport {
     Auto,
     Sse,
     StreamableHttp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +149,12 @@ pub struct Args {
     /// HTTP Basic credentials (`--username`/`--password`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--digest`: answer Digest challenges with the credentials instead of
+    /// sending Basic.
+    pub digest: bool,
+    /// OAuth2 client credentials (`--client-id`, `--client-secret`,
+    /// `--token-url`): all three or none.
+    pub oauth: Option<OAuth>,
 
     pub log_level: log::LevelFilter,
 
@@ -126,8 +169,16 @@ pub struct Args {
     pub allow_origins: Vec<String>,
     pub expose_headers: Vec<String>,
     pub keepalive: Option<Duration>,
+    /// Idle Streamable HTTP sessions end after this long (`None`: never).
+    pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
+    /// How long a server may take to answer `initialize` (`None`: forever).
+    pub init_timeout: Option<Duration>,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub restart_backoff: Duration,
+    pub shutdown_grace: Duration,
 }
 
 impl Args {
@@ -153,6 +204,8 @@ impl Default for Args {
             verify_ssl: VerifySsl::Yes,
             username: None,
             password: None,
+            digest: false,
+            oauth: None,
             log_level: log::LevelFilter::Info,
             env: Vec::new(),
             cwd: None,
@@ -165,8 +218,14 @@ impl Default for Args {
             allow_origins: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
             keepalive: Some(Duration::from_secs(15)),
+            session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
+            init_timeout: Some(Duration::from_secs(60)),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            restart_backoff: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -226,6 +285,17 @@ fn number<T: std::str::FromStr>(v: OsString, flag: &str) -> Result<T, UsageError
     let s = string(v, flag)?;
     s.parse()
         .map_err(|_| UsageError(format!("{flag}: '{s}' is not a valid number")))
+}
+
+/// A duration in seconds, fractions allowed (`0.5`).
+fn seconds(v: OsString, flag: &str) -> Result<Duration, UsageError> {
+    let s = string(v, flag)?;
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=1e9).contains(&n) => Ok(Duration::from_secs_f64(n)),
+        _ => Err(UsageError(format!(
+            "{flag}: '{s}' is not a number of seconds (0 or more)"
+        ))),
+    }
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, UsageError> {
@@ -291,6 +361,7 @@ where
     let mut debug = false;
     let mut level = None;
     let mut expose: Vec<String> = Vec::new();
+    let (mut client_id, mut client_secret, mut token_url) = (None, None, None);
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -351,16 +422,10 @@ where
             Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
             Long("username") => a.username = Some(string(p.value()?, "--username")?),
             Long("password") => a.password = Some(string(p.value()?, "--password")?),
-            Long("digest") => {
-                return Err(UsageError(
-                    "--digest: Digest authentication is not supported yet; use --username and --password for Basic, or -H Authorization".into(),
-                ))
-            }
-            Long(flag @ ("client-id" | "client-secret" | "token-url")) => {
-                return Err(UsageError(format!(
-                    "--{flag}: OAuth2 client credentials are not supported yet; fetch a token yourself and pass it as API_ACCESS_TOKEN"
-                )))
-            }
+            Long("digest") => a.digest = true,
+            Long("client-id") => client_id = Some(string(p.value()?, "--client-id")?),
+            Long("client-secret") => client_secret = Some(string(p.value()?, "--client-secret")?),
+            Long("token-url") => token_url = Some(string(p.value()?, "--token-url")?),
             Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
             Long("debug") => debug = true,
             Long("no-debug") => debug = false,
@@ -400,6 +465,10 @@ where
             Long("no-stateless") => a.stateless = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
             Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
+            Long("session-timeout") => {
+                let secs: u64 = number(p.value()?, "--session-timeout")?;
+                a.session_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Long("keepalive") => {
                 let secs: u64 = number(p.value()?, "--keepalive")?;
                 a.keepalive = (secs > 0).then(|| Duration::from_secs(secs));
@@ -408,6 +477,16 @@ where
             Long("max-message-size") => {
                 a.max_message_bytes = number(p.value()?, "--max-message-size")?
             }
+            Long("init-timeout") => {
+                let t = seconds(p.value()?, "--init-timeout")?;
+                a.init_timeout = (!t.is_zero()).then_some(t);
+            }
+            Long("max-restarts") => a.max_restarts = number(p.value()?, "--max-restarts")?,
+            Long("restart-window") => a.restart_window = seconds(p.value()?, "--restart-window")?,
+            Long("restart-backoff") => {
+                a.restart_backoff = seconds(p.value()?, "--restart-backoff")?
+            }
+            Long("shutdown-grace") => a.shutdown_grace = seconds(p.value()?, "--shutdown-grace")?,
             Value(v) => positionals.push(string(v, "argument")?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -428,6 +507,31 @@ where
         .or_else(|| getenv("SSE_URL").filter(|s| !s.is_empty()));
     a.child_args = pos.collect();
     a.access_token = getenv("API_ACCESS_TOKEN").filter(|s| !s.is_empty());
+    match (client_id, client_secret, token_url) {
+        (None, None, None) => {}
+        (Some(client_id), Some(client_secret), Some(token_url)) => {
+            if !is_url(&token_url) {
+                return Err(UsageError(format!(
+                    "--token-url: '{token_url}' is not an http(s) URL"
+                )));
+            }
+            a.oauth = Some(OAuth {
+                client_id,
+                client_secret,
+                token_url,
+            });
+        }
+        _ => {
+            return Err(UsageError(
+                "--client-id, --client-secret and --token-url: OAuth2 needs all three".into(),
+            ))
+        }
+    }
+    if a.digest && (a.username.is_none() || a.password.is_none()) {
+        return Err(UsageError(
+            "--digest: Digest authentication needs --username and --password".into(),
+        ));
+    }
     if a.username.is_some() != a.password.is_some() {
         return Err(UsageError(
             "--username and --password: both are required for Basic authentication".into(),
@@ -487,6 +591,24 @@ mod tests {
         assert_eq!(a.client_url(), Some("http://h/sse"));
         assert_eq!(a.headers, vec![("Authorization".into(), "Bearer T".into())]);
         assert_eq!(a.transport, Transport::Sse);
+        let a = run(&[
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--token-url",
+            "https://t/token",
+            "http://h",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.oauth,
+            Some(OAuth {
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                token_url: "https://t/token".into()
+            })
+        );
         let a = run(&["--username", "u", "--password", "p", "http://h"]).unwrap();
         assert_eq!(
             (a.username.as_deref(), a.password.as_deref()),
@@ -615,12 +737,89 @@ mod tests {
             (&["--digest", "http://h"], "--digest"),
             (&["--client-id", "c", "http://h"], "--client-id"),
             (&["--token-url", "http://t", "http://h"], "--token-url"),
+            (
+                &[
+                    "--client-id",
+                    "c",
+                    "--client-secret",
+                    "s",
+                    "--token-url",
+                    "t",
+                    "http://h",
+                ],
+                "--token-url",
+            ),
         ];
         for (args, want) in cases {
             let err = run(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn session_timeout_flag() {
+        assert_eq!(
+            run(&["srv"]).unwrap().session_timeout,
+            Some(Duration::from_secs(1800))
+        );
+        let a = run(&["--session-timeout", "5", "srv"]).unwrap();
+        assert_eq!(a.session_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            run(&["--session-timeout", "0", "srv"])
+                .unwrap()
+                .session_timeout,
+            None
+        );
+        assert!(run(&["--session-timeout", "soon", "srv"])
+            .unwrap_err()
+            .contains("--session-timeout"));
+        assert!(HELP.contains("--session-timeout"));
+    }
+
+    #[test]
+    fn lifecycle_flags() {
+        let a = run(&["srv"]).unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(a.max_restarts, 5);
+        assert_eq!(a.restart_window, Duration::from_secs(60));
+        assert_eq!(a.restart_backoff, Duration::from_secs(1));
+        assert_eq!(a.shutdown_grace, Duration::from_secs(2));
+        let a = run(&[
+            "--init-timeout",
+            "0.5",
+            "--max-restarts",
+            "0",
+            "--restart-window",
+            "10",
+            "--restart-backoff",
+            "0.05",
+            "--shutdown-grace",
+            "0",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(a.max_restarts, 0);
+        assert_eq!(a.restart_window, Duration::from_secs(10));
+        assert_eq!(a.restart_backoff, Duration::from_millis(50));
+        assert_eq!(a.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            run(&["--init-timeout", "0", "srv"]).unwrap().init_timeout,
+            None
+        );
+        for (flag, bad) in [
+            ("--init-timeout", "-1"),
+            ("--restart-window", "soon"),
+            ("--restart-backoff", "inf"),
+            ("--shutdown-grace", "NaN"),
+            ("--max-restarts", "-1"),
+        ] {
+            let e = run(&[flag, bad, "srv"]).unwrap_err();
+            assert!(e.contains(flag), "{flag} {bad}: {e}");
+            assert!(HELP.contains(flag), "{flag} is in --help");
+        }
+        assert!(HELP.contains("/readyz") && HELP.contains("128+N"));
     }
 
     #[test]

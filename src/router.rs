@@ -15,6 +15,21 @@
 //! see child.rs). The loop ends on [`Event::Shutdown`] after shutting the
 //! child down; the pumps end with the child's pipes.
 //!
+//! Lifecycle: the router starts its child as soon as its thread runs (so
+//! all servers start in parallel), initializes it itself, and restarts it
+//! whenever it exits, fails to start or does not answer `initialize` within
+//! the init timeout: with exponential backoff from [`RestartPolicy::backoff`]
+//! up to [`RESTART_BACKOFF_CAP`]. More than `max_restarts` restarts within
+//! `window` mark the server `failed`; it is then retried every
+//! [`RESTART_BACKOFF_CAP`] and becomes `running` again when a retry works.
+//! Sessions outlive restarts: their ids stay valid, and after a restart each
+//! gets `notifications/*/list_changed` for what the new child advertises.
+//! Requests arriving while the child (re)starts wait for it (at most
+//! [`MAX_PENDING`] of them; they fail when that attempt fails); requests to
+//! a failed server fail at once. Each child's lines carry a generation
+//! number, so a late line of a replaced child is never taken for the new
+//! one's.
+//!
 //! Routing rules (DESIGN.md "Routing rules in server mode"): the proxy
 //! initializes the child once and answers each session's `initialize` from
 //! the cached result; every request gets a fresh upstream id and its reply
@@ -27,9 +42,11 @@ use crate::jsonrpc::{self, Kind, Message};
 use crate::util;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
+};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Protocol versions a session may negotiate, oldest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -42,11 +59,18 @@ pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
 pub const STREAM_QUEUE_MESSAGES: usize = 256;
 /// Events kept per stream for `Last-Event-ID` replay (SH-41).
 pub const REPLAY_EVENTS: usize = 64;
+/// Bytes of events kept per stream for replay; older ones go first.
+pub const REPLAY_BYTES: usize = 4 << 20;
 /// Finished POST streams whose events stay replayable, per session.
 pub const REPLAY_STREAMS: usize = 8;
 /// How long the child gets to exit after its stdin closes, and again after
-/// SIGTERM (ST-07; the SDKs use 2 s).
+/// SIGTERM, unless `--shutdown-grace` says otherwise (ST-07; the SDKs use 2 s).
 pub const CHILD_GRACE: Duration = Duration::from_secs(2);
+/// The longest wait between two restarts, and the retry interval of a
+/// failed server.
+pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Requests held while a child (re)starts; more are refused at once.
+pub const MAX_PENDING: usize = 1024;
 
 /// MCP log levels, most verbose first (index = verbosity rank).
 const LOG_LEVELS: &[&str] = &[
@@ -108,7 +132,6 @@ pub enum PostReply {
         created: bool,
         stream: u64,
         version: String,
-        requests: usize,
         rx: Receiver<Out>,
     },
     /// An HTTP error with its body.
@@ -118,6 +141,8 @@ pub enum PostReply {
 pub enum GetReply {
     Stream {
         stream: u64,
+        /// Names this connection in [`Event::StreamGone`].
+        conn: u64,
         /// The stream's last event number, for a 2025-11-25 priming event.
         seq: u64,
         /// The client resumed with `Last-Event-ID` (no priming then).
@@ -141,11 +166,37 @@ pub struct ServerStatus {
     /// Open HTTP+SSE sessions (each is one open GET /sse).
     pub sse_sessions: usize,
     pub requests_in_flight: usize,
+    /// Restarts since the proxy started.
+    pub restarts: u32,
+    /// How the last child ended: `status N` or `signal N`.
+    pub last_exit: Option<String>,
+    /// Why the server last stopped or failed to start, in words.
+    pub last_error: Option<String>,
+}
+
+impl ServerStatus {
+    /// The status of a server that is configured but never started.
+    pub fn disabled(name: &str) -> ServerStatus {
+        ServerStatus {
+            name: name.to_owned(),
+            state: "disabled".into(),
+            pid: None,
+            sessions: 0,
+            sse_sessions: 0,
+            requests_in_flight: 0,
+            restarts: 0,
+            last_exit: None,
+            last_error: None,
+        }
+    }
 }
 
 pub enum Event {
-    /// A line (or EOF) from the child's stdout.
-    Child(Line),
+    /// A line (or EOF) from the stdout of the child of generation `gen`.
+    Child {
+        gen: u64,
+        line: Line,
+    },
     /// GET /sse: a new HTTP+SSE session and its stream.
     OpenSse {
         reply: Sender<(String, Receiver<Out>)>,
@@ -166,6 +217,8 @@ pub enum Event {
     StreamGone {
         session: String,
         stream: u64,
+        /// Which connection of the stream (a resumed stream has several).
+        conn: u64,
     },
     Status {
         reply: Sender<ServerStatus>,
@@ -181,31 +234,89 @@ pub enum Event {
 pub struct Config {
     pub spec: ChildSpec,
     pub max_message_bytes: usize,
+    /// How long the child may take to answer the proxy's `initialize`;
+    /// `None` waits as long as it takes (npx may be downloading).
+    pub init_timeout: Option<Duration>,
+    /// Streamable HTTP sessions idle this long are ended (`None`: never).
+    pub session_timeout: Option<Duration>,
+    pub restart: RestartPolicy,
+    /// Grace after closing the child's stdin, and again after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
-/// Starts the router thread and its child, and waits for the child to
-/// answer the proxy's `initialize`. Returns the router's event sender.
+/// When a child that ended is started again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window` before the server counts as failed.
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// The first delay before a restart; each further restart within the
+    /// window doubles it, up to [`RESTART_BACKOFF_CAP`].
+    pub backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before the next restart when `recent` restarts happened
+    /// within the window; `None` when the budget is spent.
+    pub fn delay(&self, recent: u32) -> Option<Duration> {
+        if recent >= self.max_restarts {
+            return None;
+        }
+        let cap = RESTART_BACKOFF_CAP.max(self.backoff);
+        let factor = 1u32 << recent.min(20);
+        Some(self.backoff.saturating_mul(factor).min(cap))
+    }
+}
+
+/// The most time between two sweeps for idle sessions.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Starts the router thread, which starts the child at once. Returns the
+/// router's event sender without waiting for the child.
 pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
     let (tx, rx) = channel();
-    let (ready_tx, ready_rx) = channel();
     let name = cfg.spec.name.clone();
     let router_tx = tx.clone();
     thread::Builder::new()
         .name(format!("router-{name}"))
-        .spawn(move || Router::new(cfg, router_tx).run(rx, ready_tx))
+        .spawn(move || Router::new(cfg, router_tx).run(rx))
         .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(tx),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("server '{name}' stopped before it was ready")),
-    }
+    Ok(tx)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// The first child is starting.
     Starting,
     Running,
-    Exited,
+    /// A child ended; the next one is due or initializing.
+    Restarting,
+    /// The restart budget is spent; retried every [`RESTART_BACKOFF_CAP`].
+    Failed,
+    /// The proxy is shutting down.
+    Stopping,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Failed => "failed",
+            State::Stopping => "stopping",
+        }
+    }
 }
 
 /// Where a message for a session goes: its main stream (the HTTP+SSE
@@ -220,8 +331,12 @@ const MAIN: u64 = 0;
 
 struct Stream {
     tx: Option<SyncSender<Out>>,
+    /// Counts the connections that have carried this stream, so a report
+    /// about an old one cannot close its successor.
+    conn: u64,
     seq: u64,
     history: VecDeque<(u64, String, bool)>,
+    history_bytes: usize,
     json_only: bool,
     /// Requests whose response is still due on this stream.
     open: usize,
@@ -230,9 +345,11 @@ struct Stream {
 impl Stream {
     fn new(tx: Option<SyncSender<Out>>, json_only: bool, open: usize) -> Stream {
         Stream {
+            conn: u64::from(tx.is_some()),
             tx,
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             json_only,
             open,
         }
@@ -257,6 +374,8 @@ struct Session {
     next_stream: u64,
     log_level: Option<usize>,
     subs: HashSet<String>,
+    /// The last time the client sent or opened something.
+    last_active: Instant,
 }
 
 impl Session {
@@ -272,6 +391,7 @@ impl Session {
             next_stream: 1,
             log_level: None,
             subs: HashSet::new(),
+            last_active: Instant::now(),
         }
     }
 
@@ -315,10 +435,23 @@ struct Router {
     name: String,
     tx: Sender<Event>,
     state: State,
-    exit_note: String,
+    /// Why the server last stopped or failed to start.
+    last_error: Option<String>,
+    /// `status N` or `signal N` of the last child that ended.
+    last_exit: Option<String>,
     child: Option<ChildProcess>,
+    /// Generation of the current child; lines of older ones are ignored.
+    gen: u64,
+    /// The current child has not answered `initialize` yet.
+    awaiting_init: bool,
+    init_deadline: Option<Instant>,
+    restart_at: Option<Instant>,
+    restarts: u32,
+    /// When the restarts within the window happened.
+    recent_restarts: VecDeque<Instant>,
     stdin: Option<Sender<String>>,
-    init_result: Option<Value>,
+    /// The child's `initialize` result, as the raw text it sent.
+    init_result: Option<String>,
     sessions: HashMap<String, Session>,
     inflight: HashMap<u64, Inflight>,
     /// Upstream progress token -> upstream request id.
@@ -342,8 +475,15 @@ impl Router {
             name,
             tx,
             state: State::Starting,
-            exit_note: String::new(),
+            last_error: None,
+            last_exit: None,
             child: None,
+            gen: 0,
+            awaiting_init: false,
+            init_deadline: None,
+            restart_at: None,
+            restarts: 0,
+            recent_restarts: VecDeque::new(),
             stdin: None,
             init_result: None,
             sessions: HashMap::new(),
@@ -357,30 +497,59 @@ impl Router {
         }
     }
 
-    fn run(mut self, rx: Receiver<Event>, ready: Sender<Result<(), String>>) {
-        let mut ready = Some(ready);
-        if let Err(e) = self.spawn_child() {
-            let _ = ready.take().expect("first use").send(Err(e));
-            return;
-        }
-        while let Ok(ev) = rx.recv() {
+    fn run(mut self, rx: Receiver<Event>) {
+        self.start_child();
+        let sweep_every = self
+            .cfg
+            .session_timeout
+            .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
+        let mut next_sweep = sweep_every.map(|e| Instant::now() + e);
+        loop {
+            let wake = [next_sweep, self.restart_at, self.init_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let ev = match wake {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(ev) => Some(ev),
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            if let (Some(at), Some(every)) = (next_sweep, sweep_every) {
+                if now >= at {
+                    next_sweep = Some(now + every);
+                    self.end_idle_sessions();
+                }
+            }
+            if self.init_deadline.is_some_and(|at| now >= at) {
+                let secs = self.cfg.init_timeout.map_or(0.0, |t| t.as_secs_f64());
+                log::warn!(
+                    "server '{}' is slow to start; if it needs longer (npx and uvx download first), raise --init-timeout or its \"timeout\" in the config file",
+                    self.name
+                );
+                self.child_gone(format!("did not answer initialize within {secs} s"), None);
+            }
+            if self.restart_at.is_some_and(|at| now >= at) {
+                self.restarts += 1;
+                self.recent_restarts.push_back(now);
+                log::info!(
+                    "restarting server '{}' (restart {})",
+                    self.name,
+                    self.restarts
+                );
+                self.start_child();
+            }
+            let Some(ev) = ev else { continue };
             match ev {
-                Event::Child(line) => {
-                    self.on_child_line(line);
-                    if let Some(r) = ready.take() {
-                        match self.state {
-                            State::Running => {
-                                let _ = r.send(Ok(()));
-                            }
-                            State::Exited => {
-                                let _ = r.send(Err(format!(
-                                    "server '{}' {} before answering initialize",
-                                    self.name, self.exit_note
-                                )));
-                                return;
-                            }
-                            State::Starting => ready = Some(r),
-                        }
+                Event::Child { gen, line } => {
+                    if gen == self.gen {
+                        self.on_child_line(line);
                     }
                 }
                 Event::OpenSse { reply } => {
@@ -411,12 +580,16 @@ impl Router {
                     }
                     let _ = reply.send(known);
                 }
-                Event::StreamGone { session, stream } => self.stream_gone(&session, stream),
+                Event::StreamGone {
+                    session,
+                    stream,
+                    conn,
+                } => self.stream_gone(&session, stream, conn),
                 Event::Status { reply } => {
                     let _ = reply.send(self.status());
                 }
                 Event::Shutdown { done } => {
-                    self.shutdown_child();
+                    self.shutdown();
                     let _ = done.send(());
                     return;
                 }
@@ -426,11 +599,22 @@ impl Router {
 
     // ---- the child ----
 
+    /// Starts a child and sends it our `initialize`; a failure to start
+    /// counts as an attempt that failed.
+    fn start_child(&mut self) {
+        self.restart_at = None;
+        if let Err(e) = self.spawn_child() {
+            self.child_gone(e, None);
+        }
+    }
+
     fn spawn_child(&mut self) -> Result<(), String> {
         let (proc_, pipes) = child::spawn(&self.cfg.spec).map_err(|e| e.to_string())?;
         let name = self.name.clone();
         let (in_tx, in_rx) = channel::<String>();
         let tx = self.tx.clone();
+        self.gen += 1;
+        let gen = self.gen;
         let started = child::spawn_stdin_writer(&name, pipes.stdin, in_rx)
             .and_then(|_| child::spawn_stderr_drain(&name, pipes.stderr))
             .and_then(|_| {
@@ -438,7 +622,7 @@ impl Router {
                     &name,
                     pipes.stdout,
                     self.cfg.max_message_bytes,
-                    move |line| tx.send(Event::Child(line)).is_ok(),
+                    move |line| tx.send(Event::Child { gen, line }).is_ok(),
                 )
             });
         if let Err(e) = started {
@@ -450,7 +634,8 @@ impl Router {
         log::info!("server '{name}' started, pid {}", proc_.pid);
         self.child = Some(proc_);
         self.stdin = Some(in_tx);
-        self.state = State::Starting;
+        self.awaiting_init = true;
+        self.init_deadline = self.cfg.init_timeout.map(|t| Instant::now() + t);
         let init = json!({
             "jsonrpc": "2.0",
             "id": INIT_ID,
@@ -471,11 +656,19 @@ impl Router {
         }
     }
 
-    fn shutdown_child(&mut self) {
+    /// The proxy is stopping: every request in flight or waiting gets an
+    /// error, every session ends (so its streams end), and the child is
+    /// shut down gracefully.
+    fn shutdown(&mut self) {
+        self.state = State::Stopping;
+        self.restart_at = None;
+        self.init_deadline = None;
+        self.fail_requests("mcp-proxy is shutting down");
+        self.sessions.clear();
         // Dropping the only sender ends the stdin pump, which closes the pipe.
         self.stdin = None;
         if let Some(mut c) = self.child.take() {
-            let status = c.shutdown(CHILD_GRACE);
+            let status = c.shutdown(self.cfg.shutdown_grace);
             log::info!("server '{}' stopped: {:?}", self.name, status);
         }
     }
@@ -503,8 +696,7 @@ impl Router {
         }
     }
 
-    /// The child closed its stdout: it is gone. Every request in flight is
-    /// answered now. This is where a restart (issue 4) hooks in.
+    /// The child closed its stdout: it is gone.
     fn on_child_exit(&mut self) {
         let status = self.child.as_mut().and_then(|c| {
             // The pipe closes a moment before the process is reapable.
@@ -516,25 +708,54 @@ impl Router {
             }
             None
         });
-        self.exit_note = match status {
-            Some(s) => match s.code() {
-                Some(c) => format!("exited with status {c}"),
-                None => format!("was killed ({s})"),
+        let (note, exit) = match status {
+            Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(c), _) => (format!("exited with status {c}"), format!("status {c}")),
+                (None, Some(sig)) => (
+                    format!("was killed by signal {sig}"),
+                    format!("signal {sig}"),
+                ),
+                _ => (format!("ended ({s})"), s.to_string()),
             },
-            None => "closed its stdout".into(),
+            None => ("closed its stdout".to_owned(), "unknown".to_owned()),
         };
-        log::error!("server '{}' {}", self.name, self.exit_note);
-        self.state = State::Exited;
-        self.stdin = None;
-        if let Some(mut c) = self.child.take() {
-            // Reap it and anything left in its group.
-            c.signal_group(libc::SIGKILL);
-            let _ = c.try_wait();
+        let note = if self.awaiting_init {
+            format!("{note} before answering initialize")
+        } else {
+            note
+        };
+        self.child_gone(note, Some(exit));
+    }
+
+    /// The current child is gone or given up on (`why`, for logs, errors
+    /// and /status): anything left of it is killed, every request in flight
+    /// or waiting gets an error at once, and a restart is scheduled.
+    fn child_gone(&mut self, why: String, exit: Option<String>) {
+        log::error!("server '{}' {why}", self.name);
+        self.last_error = Some(why.clone());
+        if exit.is_some() {
+            self.last_exit = exit;
         }
-        let msg = format!("server '{}' {}", self.name, self.exit_note);
+        self.awaiting_init = false;
+        self.init_deadline = None;
+        self.stdin = None;
+        // Later lines of this child are stale.
+        self.gen += 1;
+        if let Some(c) = self.child.take() {
+            // Dropping it kills what is left of its group and reaps it.
+            drop(c);
+        }
+        self.fail_requests(&format!("server '{}' {why}", self.name));
+        if self.state != State::Stopping {
+            self.schedule_restart();
+        }
+    }
+
+    /// Answers every request in flight and every waiting one with `msg`.
+    fn fail_requests(&mut self, msg: &str) {
         let ids: Vec<u64> = self.inflight.keys().copied().collect();
         for up in ids {
-            self.answer_error(up, jsonrpc::INTERNAL_ERROR, &msg);
+            self.answer_error(up, jsonrpc::INTERNAL_ERROR, msg);
         }
         self.progress.clear();
         self.server_requests.clear();
@@ -542,10 +763,44 @@ impl Router {
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
             if let Some(id) = m.id() {
-                let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, msg, None);
                 self.deliver_response(&sid, route, line);
             }
         }
+    }
+
+    fn schedule_restart(&mut self) {
+        let now = Instant::now();
+        let policy = self.cfg.restart;
+        while self
+            .recent_restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.window)
+        {
+            self.recent_restarts.pop_front();
+        }
+        let recent = self.recent_restarts.len() as u32;
+        let delay = match policy.delay(recent) {
+            Some(d) => {
+                if self.state != State::Failed {
+                    self.state = State::Restarting;
+                }
+                d
+            }
+            None => {
+                if self.state != State::Failed {
+                    log::error!(
+                        "server '{}' failed: {recent} restarts within {} s; retrying every {} s",
+                        self.name,
+                        policy.window.as_secs_f64(),
+                        RESTART_BACKOFF_CAP.max(policy.backoff).as_secs_f64()
+                    );
+                }
+                self.state = State::Failed;
+                RESTART_BACKOFF_CAP.max(policy.backoff)
+            }
+        };
+        self.restart_at = Some(now + delay);
     }
 
     fn on_child_message(&mut self, m: Message) {
@@ -565,7 +820,7 @@ impl Router {
             );
             return;
         };
-        if up == INIT_ID && self.state == State::Starting {
+        if up == INIT_ID && self.awaiting_init {
             return self.on_init_result(m);
         }
         if self.internal.remove(&up) {
@@ -586,28 +841,73 @@ impl Router {
             );
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         let line = m.with_id(&inf.orig_id).into_raw();
         self.deliver_response(&inf.session, inf.route, line);
     }
 
     fn on_init_result(&mut self, m: Message) {
         if m.is_error() {
-            log::error!("server '{}' refused initialize: {}", self.name, m.raw());
-            self.exit_note = format!("refused initialize ({})", m.value()["error"]);
-            self.state = State::Exited;
-            return;
+            let why = format!("refused initialize ({})", m.value()["error"]);
+            return self.child_gone(why, None);
         }
-        self.init_result = Some(m.value()["result"].clone());
+        self.awaiting_init = false;
+        self.init_deadline = None;
+        let restarted = self.init_result.is_some();
+        self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
         // Re-establish what sessions asked for (after a restart).
         self.child_log_level = None;
         self.sync_log_level();
+        let mut uris: Vec<String> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.subs.iter().cloned())
+            .collect();
+        uris.sort();
+        uris.dedup();
+        for uri in uris {
+            let up = self.fresh_id();
+            self.internal.insert(up);
+            let line = json!({"jsonrpc": "2.0", "id": up, "method": "resources/subscribe", "params": {"uri": uri}});
+            self.send_child(line.to_string());
+        }
+        if restarted {
+            // What the new child offers may differ from the old one's.
+            let caps = self
+                .init_result
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                .map(|v| v["capabilities"].clone())
+                .unwrap_or(Value::Null);
+            for kind in ["tools", "prompts", "resources"] {
+                if caps.get(kind).is_some() {
+                    let line = format!(
+                        r#"{{"jsonrpc":"2.0","method":"notifications/{kind}/list_changed"}}"#
+                    );
+                    self.broadcast(&line);
+                }
+            }
+        }
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
-            self.forward_request(&sid, m, route);
+            if m.method() == Some("initialize") {
+                self.session_request(&sid, m, route);
+            } else {
+                self.forward_request(&sid, m, route);
+            }
+        }
+    }
+
+    /// Sends a server-wide notification to every session.
+    fn broadcast(&mut self, line: &str) {
+        let targets: Vec<String> = self.sessions.keys().cloned().collect();
+        for sid in targets {
+            if let Some(route) = self.unrelated_route(&sid, false) {
+                self.deliver(&sid, route, line.to_owned(), false);
+            }
         }
     }
 
@@ -636,8 +936,8 @@ impl Router {
                 child_id: child_id.clone(),
             },
         );
-        if !self.deliver(&sid, route, line, false) {
-            self.server_requests.remove(&ours);
+        // A session dropped while delivering has refused the request already.
+        if !self.deliver(&sid, route, line, false) && self.server_requests.remove(&ours).is_some() {
             let why = format!("mcp-proxy: the client session for {method} is gone");
             let line = jsonrpc::error_reply(Some(&child_id), jsonrpc::INTERNAL_ERROR, &why, None);
             self.send_child(line);
@@ -768,19 +1068,42 @@ impl Router {
                     }
                 }
             }
-            _ => {
-                // list_changed and anything else server-wide: every session.
-                let targets: Vec<String> = self.sessions.keys().cloned().collect();
-                for sid in targets {
-                    if let Some(route) = self.unrelated_route(&sid, false) {
-                        self.deliver(&sid, route, m.raw().to_owned(), false);
-                    }
-                }
-            }
+            // list_changed and anything else server-wide: every session.
+            _ => self.broadcast(m.raw()),
         }
     }
 
     // ---- sessions ----
+
+    /// Ends Streamable HTTP sessions that have had no stream open, nothing
+    /// in flight and no message for the session timeout: clients that
+    /// vanish without DELETE would otherwise hold their state forever.
+    fn end_idle_sessions(&mut self) {
+        let Some(timeout) = self.cfg.session_timeout else {
+            return;
+        };
+        let busy: HashSet<&String> = self.inflight.values().map(|i| &i.session).collect();
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                s.transport == Transport::Streamable
+                    && !busy.contains(k)
+                    && s.main.tx.is_none()
+                    && s.posts.values().all(|p| p.tx.is_none())
+                    && s.last_active.elapsed() >= timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sid in idle {
+            log::info!(
+                "server '{}': ending a session idle for {} s",
+                self.name,
+                timeout.as_secs()
+            );
+            self.close_session(&sid, "idle for too long");
+        }
+    }
 
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
@@ -807,6 +1130,9 @@ impl Router {
     }
 
     fn post(&mut self, p: &Post) -> PostReply {
+        if let Some(s) = p.session.as_ref().and_then(|s| self.sessions.get_mut(s)) {
+            s.last_active = Instant::now();
+        }
         let not_found = |msg: &str| PostReply::Error {
             status: 404,
             body: jsonrpc::error_body(None, -32001, msg),
@@ -914,7 +1240,6 @@ impl Router {
             created: new_session.is_some(),
             stream,
             version,
-            requests,
             rx,
         }
     }
@@ -927,8 +1252,22 @@ impl Router {
             Kind::Notification => self.session_notification(sid, m),
             Kind::Response => {
                 let ours = m.id().and_then(|i| i.parse::<u64>().ok());
+                // Without sessions (--stateless) the answer to a server
+                // request necessarily comes in another POST, so any
+                // stateless exchange may carry it.
+                let stateless = self
+                    .sessions
+                    .get(sid)
+                    .is_some_and(|s| s.transport == Transport::Stateless);
                 let r = ours.and_then(|o| {
-                    if self.server_requests.get(&o)?.session == sid {
+                    let target = &self.server_requests.get(&o)?.session;
+                    let same = target == sid
+                        || (stateless
+                            && self
+                                .sessions
+                                .get(target)
+                                .is_some_and(|s| s.transport == Transport::Stateless));
+                    if same {
                         self.server_requests.remove(&o)
                     } else {
                         None
@@ -953,6 +1292,18 @@ impl Router {
         let id = m.id().expect("a request has an id").to_owned();
         match m.method().unwrap_or("") {
             "initialize" => {
+                // Answered from the child's own result, so before the first
+                // child has answered, the session waits for it.
+                if self.init_result.is_none() {
+                    if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+                        let line =
+                            jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                        return self.deliver_response(sid, route, line);
+                    }
+                    if self.init_result.is_none() {
+                        return;
+                    }
+                }
                 let reply = self.initialize_reply(sid, &m, &id);
                 self.deliver_response(sid, route, reply);
             }
@@ -1012,14 +1363,12 @@ impl Router {
 
     fn forward_request(&mut self, sid: &str, m: Message, route: Route) {
         let id = m.id().expect("a request has an id").to_owned();
-        match self.state {
-            State::Starting => return self.pending.push((sid.to_owned(), m, route)),
-            State::Exited => {
-                let msg = format!("server '{}' is not running ({})", self.name, self.exit_note);
-                let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
-                return self.deliver_response(sid, route, line);
-            }
-            State::Running => {}
+        if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+            let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
+            return self.deliver_response(sid, route, line);
+        }
+        if self.state != State::Running {
+            return;
         }
         let up = self.fresh_id();
         let mut out = m.with_id(&up.to_string());
@@ -1042,6 +1391,38 @@ impl Router {
             },
         );
         self.send_child(out.into_raw());
+    }
+
+    /// While the child (re)starts, a request waits for it (`None` returned,
+    /// the request kept in `pending`); a failed or stopping server, or too
+    /// many waiting requests, refuse it (the error message returned).
+    /// `None` with the state `Running`: go ahead.
+    fn hold_or_refuse(&mut self, sid: &str, m: &Message, route: Route) -> Option<String> {
+        let why = || {
+            self.last_error
+                .as_deref()
+                .map(|e| format!(": it {e}"))
+                .unwrap_or_default()
+        };
+        match self.state {
+            State::Running => None,
+            State::Starting | State::Restarting if self.pending.len() < MAX_PENDING => {
+                self.pending.push((sid.to_owned(), m.clone(), route));
+                None
+            }
+            State::Starting | State::Restarting => Some(format!(
+                "server '{}' is {} and {MAX_PENDING} requests are already waiting for it; try again later",
+                self.name,
+                self.state.name()
+            )),
+            State::Failed => Some(format!(
+                "server '{}' has failed{}; mcp-proxy retries it every {} s",
+                self.name,
+                why(),
+                RESTART_BACKOFF_CAP.max(self.cfg.restart.backoff).as_secs_f64()
+            )),
+            State::Stopping => Some("mcp-proxy is shutting down".into()),
+        }
     }
 
     fn initialize_reply(&mut self, sid: &str, m: &Message, id: &str) -> String {
@@ -1071,9 +1452,21 @@ impl Router {
         };
         s.version = version.to_owned();
         s.initialized = true;
-        let mut result = self.init_result.clone().unwrap_or_else(|| json!({}));
-        result["protocolVersion"] = Value::String(version.to_owned());
-        jsonrpc::result_reply(id, &result.to_string())
+        // The child's own bytes, with only the version changed.
+        let result = self.init_result.as_deref().unwrap_or("{}");
+        let reply = Message::ours(jsonrpc::result_reply(id, result));
+        let v = jsonrpc::quote(version);
+        match reply.replace(&["result", "protocolVersion"], &v) {
+            Some(r) => r.into_raw(),
+            None => {
+                let mut value = reply.value()["result"].clone();
+                if !value.is_object() {
+                    value = json!({});
+                }
+                value["protocolVersion"] = Value::String(version.to_owned());
+                jsonrpc::result_reply(id, &value.to_string())
+            }
+        }
     }
 
     fn session_notification(&mut self, sid: &str, m: Message) {
@@ -1111,13 +1504,13 @@ impl Router {
         let Some(inf) = self.inflight.remove(&up) else {
             return;
         };
-        self.progress.retain(|_, v| *v != up);
+        self.progress.remove(&up.to_string());
         self.request_done(&inf.session, inf.route);
     }
 
     fn answer_error(&mut self, up: u64, code: i64, msg: &str) {
         if let Some(inf) = self.inflight.remove(&up) {
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
             let line = jsonrpc::error_reply(Some(&inf.orig_id), code, msg, None);
             self.deliver_response(&inf.session, inf.route, line);
         }
@@ -1213,8 +1606,12 @@ impl Router {
         let event_id = resumable.then(|| format!("{n}-{}", st.seq));
         if resumable {
             st.history.push_back((st.seq, data.clone(), response));
-            while st.history.len() > REPLAY_EVENTS {
-                st.history.pop_front();
+            st.history_bytes += data.len();
+            while st.history.len() > REPLAY_EVENTS || st.history_bytes > REPLAY_BYTES {
+                match st.history.pop_front() {
+                    Some((_, old, _)) => st.history_bytes -= old.len(),
+                    None => break,
+                }
             }
         }
         let result = match &st.tx {
@@ -1241,7 +1638,12 @@ impl Router {
                 false
             }
             Delivery::Gone => {
-                self.stream_gone(sid, n);
+                let conn = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.stream_mut(route))
+                    .map_or(0, |st| st.conn);
+                self.stream_gone(sid, n, conn);
                 false
             }
         }
@@ -1250,10 +1652,18 @@ impl Router {
     /// A client connection went away. The HTTP+SSE stream is the session,
     /// so the session ends; a POST stream's requests are cancelled at the
     /// child; a GET stream is simply closed.
-    fn stream_gone(&mut self, sid: &str, stream: u64) {
+    fn stream_gone(&mut self, sid: &str, stream: u64, conn: u64) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
+        let current = match stream {
+            MAIN => s.main.conn,
+            n => s.posts.get(&n).map_or(0, |st| st.conn),
+        };
+        if current != conn {
+            return;
+        }
+        s.last_active = Instant::now();
         if s.transport == Transport::Sse {
             return self.close_session(sid, "the client disconnected");
         }
@@ -1306,7 +1716,7 @@ impl Router {
         for up in ups {
             self.cancel_at_child(up, reason);
             self.inflight.remove(&up);
-            self.progress.retain(|_, v| *v != up);
+            self.progress.remove(&up.to_string());
         }
         let asked: Vec<u64> = self
             .server_requests
@@ -1349,6 +1759,9 @@ impl Router {
     }
 
     fn open_get(&mut self, sid: &str, last_event_id: Option<&str>) -> GetReply {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.last_active = Instant::now();
+        }
         let Some(s) = self.sessions.get_mut(sid) else {
             return GetReply::Error {
                 status: 404,
@@ -1375,7 +1788,9 @@ impl Router {
         } else {
             s.posts.get_mut(&n).expect("checked above")
         };
-        if n == MAIN && st.tx.is_some() {
+        // A resumption supersedes the connection it resumes (the client
+        // saw it break before we did); a second fresh stream is a conflict.
+        if n == MAIN && st.tx.is_some() && after.is_none() {
             return GetReply::Error {
                 status: 409,
                 body: jsonrpc::error_body(
@@ -1399,9 +1814,11 @@ impl Router {
         // (and a POST stream still waiting for its response) goes on.
         if n == MAIN || st.open > 0 {
             st.tx = Some(tx);
+            st.conn += 1;
         }
         GetReply::Stream {
             stream: n,
+            conn: st.conn,
             seq: st.seq,
             resumed: after.is_some(),
             version,
@@ -1410,14 +1827,9 @@ impl Router {
     }
 
     fn status(&self) -> ServerStatus {
-        let state = match self.state {
-            State::Starting => "starting".to_owned(),
-            State::Running => "running".to_owned(),
-            State::Exited => format!("exited: {}", self.exit_note),
-        };
         ServerStatus {
             name: self.name.clone(),
-            state,
+            state: self.state.name().to_owned(),
             pid: self.child.as_ref().map(|c| c.pid),
             sessions: self
                 .sessions
@@ -1430,6 +1842,9 @@ impl Router {
                 .filter(|s| s.transport == Transport::Sse)
                 .count(),
             requests_in_flight: self.inflight.len(),
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            last_error: self.last_error.clone(),
         }
     }
 }
@@ -1461,8 +1876,182 @@ mod tests {
     }
 
     #[test]
+    fn restart_backoff_doubles_up_to_the_cap_then_the_budget_ends() {
+        let p = RestartPolicy {
+            max_restarts: 3,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_secs(10),
+        };
+        let d: Vec<_> = (0..4).map(|n| p.delay(n)).collect();
+        assert_eq!(
+            d,
+            [
+                Some(Duration::from_secs(10)),
+                Some(Duration::from_secs(20)),
+                Some(RESTART_BACKOFF_CAP),
+                None
+            ]
+        );
+        let never = RestartPolicy {
+            max_restarts: 0,
+            ..p
+        };
+        assert_eq!(never.delay(0), None);
+    }
+
+    #[test]
+    fn requests_wait_during_a_restart_and_fail_at_once_when_failed() {
+        let call = |id: usize| {
+            Message::parse(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#
+            ))
+            .expect("valid request")
+        };
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Restarting;
+        for id in 0..MAX_PENDING {
+            r.forward_request("a", call(id), Route::Main);
+        }
+        assert_eq!(r.pending.len(), MAX_PENDING);
+        assert!(rx.try_recv().is_err(), "nothing answered while waiting");
+        r.forward_request("a", call(MAX_PENDING), Route::Main);
+        let refused = rx.try_recv().expect("one too many is refused");
+        assert!(refused.data.contains("already waiting"), "{}", refused.data);
+        // The attempt fails: every waiting request gets the reason.
+        r.fail_requests("server 't' exited with status 3");
+        assert!(r.pending.is_empty());
+        let first = rx
+            .try_recv()
+            .expect("the waiting requests are answered")
+            .data;
+        assert!(first.contains("exited with status 3"), "{first}");
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Failed;
+        r.last_error = Some("exited with status 3".into());
+        r.forward_request("a", call(1), Route::Main);
+        let e = rx.try_recv().expect("refused at once").data;
+        assert!(e.contains("'t' has failed: it exited with status 3"), "{e}");
+        assert!(r.pending.is_empty() && r.inflight.is_empty());
+    }
+
+    #[test]
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    /// A router with no child: its routing state, driven directly.
+    fn router() -> Router {
+        let (tx, _rx) = channel();
+        let spec = ChildSpec {
+            name: "t".into(),
+            program: "none".into(),
+            args: vec![],
+            env: vec![],
+            cwd: None,
+        };
+        let mut r = Router::new(
+            Config {
+                spec,
+                max_message_bytes: 1 << 20,
+                init_timeout: None,
+                session_timeout: None,
+                restart: RestartPolicy::default(),
+                shutdown_grace: CHILD_GRACE,
+            },
+            tx,
+        );
+        r.state = State::Running;
+        r
+    }
+
+    /// Adds an HTTP+SSE session with `caps` and `busy` requests in flight;
+    /// returns its id and the receiving end of its stream.
+    fn add(r: &mut Router, name: &str, caps: Caps, busy: usize) -> Receiver<Out> {
+        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let mut s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
+        s.caps = caps;
+        r.sessions.insert(name.into(), s);
+        for _ in 0..busy {
+            let up = r.fresh_id();
+            r.inflight.insert(
+                up,
+                Inflight {
+                    session: name.into(),
+                    orig_id: "1".into(),
+                    route: Route::Main,
+                    progress: None,
+                },
+            );
+        }
+        rx
+    }
+
+    const SAMPLING: Caps = Caps {
+        sampling: true,
+        elicitation: false,
+        roots: false,
+    };
+    const NONE: Caps = Caps {
+        sampling: false,
+        elicitation: false,
+        roots: false,
+    };
+
+    #[test]
+    fn server_requests_go_only_where_they_can_be_answered() {
+        let pick = |r: &Router| r.pick_session_for("sampling/createMessage").map(|(s, _)| s);
+        let mut r = router();
+        let _a = add(&mut r, "a", SAMPLING, 0);
+        assert!(pick(&r).unwrap_err().contains("no client session"));
+        let _b = add(&mut r, "b", NONE, 2);
+        assert_eq!(pick(&r).unwrap(), "b", "the only busy session");
+        let _c = add(&mut r, "c", SAMPLING, 1);
+        assert_eq!(pick(&r).unwrap(), "c", "the only busy one that can sample");
+        let _d = add(&mut r, "d", SAMPLING, 1);
+        assert!(pick(&r).unwrap_err().contains("cannot tell"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_only_that_session() {
+        let mut r = router();
+        let _slow = add(&mut r, "slow", NONE, 1);
+        let fast = add(&mut r, "fast", NONE, 0);
+        for i in 0..=STREAM_QUEUE_MESSAGES {
+            r.deliver("slow", Route::Main, format!("{i}"), false);
+        }
+        assert!(!r.sessions.contains_key("slow"));
+        assert!(r.inflight.is_empty(), "its requests are forgotten");
+        assert!(r.deliver("fast", Route::Main, "x".into(), false));
+        assert_eq!(fast.try_recv().unwrap().data, "x");
+    }
+
+    #[test]
+    fn replay_resumes_after_the_given_event() {
+        let mut r = router();
+        let s = Session::new(Transport::Streamable, "2025-06-18", None);
+        r.sessions.insert("s".into(), s);
+        for i in 1..=3 {
+            r.deliver("s", Route::Main, format!("m{i}"), false);
+        }
+        let GetReply::Stream { rx, resumed, .. } = r.open_get("s", Some("0-1")) else {
+            panic!("a stream")
+        };
+        assert!(resumed);
+        let got: Vec<(Option<String>, String)> =
+            rx.try_iter().map(|o| (o.event_id, o.data)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("0-2".into()), "m2".into()),
+                (Some("0-3".into()), "m3".into())
+            ]
+        );
+        assert!(matches!(
+            r.open_get("s", None),
+            GetReply::Error { status: 409, .. }
+        ));
     }
 }

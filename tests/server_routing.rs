@@ -367,7 +367,7 @@ fn ambiguous_server_request_is_refused_not_misrouted() {
 }
 
 #[test]
-fn unsubscribe_is_kept_from_the_child_while_another_session_subscribes() {
+fn resources_updated_reaches_only_current_subscribers() {
     let proxy = Proxy::start(&[]);
     let mut a = Session::open(&proxy.url, Kind::Legacy, "a", json!({}));
     let mut b = Session::open(&proxy.url, Kind::Legacy, "b", json!({}));

@@ -22,9 +22,20 @@
 //! processed and is resent on the new session; one whose outcome is unknown
 //! is not.
 //!
-//! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
+//! With `--transport auto` the local client's own `initialize` decides
+//! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
+//! but 401/403 for revisions before 2025-11-25) means GET the same URL as
+//! an HTTP+SSE stream and send the initialize there. No probe of our own,
+//! so no stray session is left on the server.
+//!
+//! Exit: 0 when stdin closes (once the replies still owed have come, at
+//! most `EOF_GRACE` (5 s) later, and after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
+//!
+//! Not handled: JSON-RPC batches on stdin (answered -32600; batches from
+//! the remote are split), the 2026-07-28 per-request headers (RL-10).
 
+pub mod digest;
 mod http;
 mod sse_link;
 mod streamable;
@@ -51,6 +62,10 @@ const EOF_GRACE: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts to resume one broken reply stream before giving up on it.
 const MAX_RESUMES: u32 = 5;
+/// Longest wait for a session to come up (the endpoint event, the reply to
+/// the handshake) before the remote counts as down; queued requests wait
+/// at most this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where `retry` is absent: wait before reopening a dropped GET stream.
 const DEFAULT_RETRY: Duration = Duration::from_millis(100);
 
@@ -160,6 +175,9 @@ enum Timer {
         last_id: Option<String>,
         attempt: u32,
     },
+    Handshake {
+        gen: u64,
+    },
     EofGrace,
 }
 
@@ -185,7 +203,13 @@ struct Router {
     inflight: HashMap<String, String>,
     queue: VecDeque<Message>,
     posts: usize,
+    /// Cancelled requests whose POST may never end (the server owes no
+    /// reply after a cancel): no longer counted in `posts`.
+    detached: std::collections::HashSet<String>,
     backlog: VecDeque<PostJob>,
+    /// Notification and response POSTs not yet acknowledged: nothing sent
+    /// after one may start before it is (see `post`).
+    unacked: usize,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -244,7 +268,9 @@ pub fn run(args: &Args) -> ExitCode {
         inflight: HashMap::new(),
         queue: VecDeque::new(),
         posts: 0,
+        detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
+        unacked: 0,
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -413,7 +439,6 @@ impl Router {
             (Kind::Request, Some("initialize")) => {
                 self.init = Some(m.clone());
                 self.initialized = None;
-                self.queue.clear();
                 self.inflight.insert(
                     m.id().expect("requests have ids").to_owned(),
                     "initialize".into(),
@@ -423,6 +448,17 @@ impl Router {
             }
             (Kind::Notification, Some("notifications/initialized")) => {
                 self.initialized = Some(m.clone());
+            }
+            (Kind::Notification, Some("notifications/cancelled")) => {
+                // The client expects no reply any more, and the server owes
+                // none (a late one is dropped): stop waiting for it, and do
+                // not let a POST that may never end hold a slot.
+                if let Some(id) = m.get_raw(&["params", "requestId"]) {
+                    if self.inflight.remove(id).is_some() && self.link != Link::Sse {
+                        self.posts = self.posts.saturating_sub(1);
+                        self.detached.insert(id.to_owned());
+                    }
+                }
             }
             _ => {}
         }
@@ -469,11 +505,17 @@ impl Router {
             msg: m,
             hidden: false,
             probe: false,
-            with_session: self.session.session_id.is_some(),
+            with_session: self.has_session(),
         });
         if open_get {
             self.open_get(None);
         }
+    }
+
+    /// Whether requests now carry a session, so that 404 means it is gone:
+    /// an `Mcp-Session-Id`, or the HTTP+SSE endpoint (which names one).
+    fn has_session(&self) -> bool {
+        self.session.session_id.is_some() || (self.link == Link::Sse && self.endpoint.is_some())
     }
 
     fn post(&mut self, job: PostJob) {
@@ -489,21 +531,36 @@ impl Router {
                 None => log::warn!("no HTTP+SSE endpoint yet; dropped a message"),
             },
             Link::Streamable | Link::Unknown => {
-                if self.posts >= MAX_POSTS {
+                // Each POST runs on its own thread, so two POSTs started
+                // together may reach the remote in either order. Requests
+                // may overtake each other (a slow call must not hold up the
+                // next), but a notification or a response is a fence: what
+                // the client sent after it waits for its 202, so that, say,
+                // `tools/list` never reaches the server before
+                // `notifications/initialized`. Queued jobs keep their order.
+                if !self.backlog.is_empty() || self.posts >= MAX_POSTS || self.unacked > 0 {
                     self.backlog.push_back(job);
                     return;
                 }
-                self.posts += 1;
-                streamable::spawn_post(
-                    self.remote.clone(),
-                    self.url.clone(),
-                    self.session.clone(),
-                    self.gen,
-                    job,
-                    self.tx.clone(),
-                );
+                self.start_post(job);
             }
         }
+    }
+
+    /// Starts a Streamable HTTP POST now (`post` decided it may).
+    fn start_post(&mut self, job: PostJob) {
+        self.posts += 1;
+        if job.msg.kind() != Kind::Request {
+            self.unacked += 1;
+        }
+        streamable::spawn_post(
+            self.remote.clone(),
+            self.url.clone(),
+            self.session.clone(),
+            self.gen,
+            job,
+            self.tx.clone(),
+        );
     }
 
     // ---- sessions ----
@@ -527,6 +584,12 @@ impl Router {
             probe: self.link == Link::Unknown,
             with_session: false,
         });
+        if self.link == Link::Sse || job.is_some() {
+            self.timers.push((
+                Instant::now() + HANDSHAKE_TIMEOUT,
+                Timer::Handshake { gen: self.gen },
+            ));
+        }
         match self.link {
             Link::Sse => {
                 self.phase = Phase::Connecting;
@@ -577,13 +640,9 @@ impl Router {
             .push((Instant::now() + delay, Timer::Reconnect { gen: self.gen }));
     }
 
-    /// Errors for every request in flight, queued or waiting for a POST slot.
+    /// Errors for every request in flight, queued or waiting for a POST
+    /// slot: exactly one error per request.
     fn fail_all(&mut self, cause: &str) {
-        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
-        ids.sort();
-        for id in ids {
-            self.fail(&id, cause);
-        }
         let waiting: Vec<Message> = self
             .queue
             .drain(..)
@@ -599,10 +658,15 @@ impl Router {
                 {
                     continue;
                 }
-                let line = self.error_line(id, cause);
                 self.inflight.remove(id);
+                let line = self.error_line(id, cause);
                 self.write(line);
             }
+        }
+        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(&id, cause);
         }
     }
 
@@ -697,7 +761,7 @@ impl Router {
                         msg: n,
                         hidden: true,
                         probe: false,
-                        with_session: self.session.session_id.is_some(),
+                        with_session: self.has_session(),
                     });
                     self.open_get(None);
                 }
@@ -717,10 +781,21 @@ impl Router {
     }
 
     fn posted(&mut self, gen: u64, job: PostJob, outcome: Outcome) {
-        self.posts = self.posts.saturating_sub(1);
+        let detached = job.msg.kind() == Kind::Request
+            && job.msg.id().is_some_and(|id| self.detached.remove(id));
+        if !detached {
+            self.posts = self.posts.saturating_sub(1);
+        }
         if self.link != Link::Sse {
-            if let Some(next) = self.backlog.pop_front() {
-                self.post(next);
+            if job.msg.kind() != Kind::Request {
+                self.unacked = self.unacked.saturating_sub(1);
+            }
+            // Start what the queue allows, in order (see `post`).
+            while self.posts < MAX_POSTS && self.unacked == 0 {
+                let Some(next) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.start_post(next);
             }
         }
         let id = (job.msg.kind() == Kind::Request)
@@ -895,6 +970,13 @@ impl Router {
                     Outcome::Status(404, ..) if self.session.session_id.is_some() => {
                         self.lose_session("the remote no longer knows the session (404)")
                     }
+                    Outcome::Status(code, reason, _) if code < 500 => {
+                        // SH-22 names 405; other refusals mean the same to
+                        // us, and asking again would not change the answer.
+                        log::info!(
+                            "the remote refused the GET stream (HTTP {code} {reason}); carrying on without it"
+                        )
+                    }
                     Outcome::Status(code, reason, _) => {
                         let delay = self.backoff.next_delay();
                         log::warn!(
@@ -1014,6 +1096,15 @@ impl Router {
                         );
                     }
                 }
+                Timer::Handshake { gen } => {
+                    if gen == self.gen && matches!(self.phase, Phase::Connecting | Phase::Handshake)
+                    {
+                        self.go_down(format!(
+                            "did not complete the session handshake within {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ));
+                    }
+                }
                 Timer::EofGrace => {
                     if !self.inflight.is_empty() {
                         log::warn!(
@@ -1072,6 +1163,23 @@ impl Router {
     }
 }
 
+/// Messages from the remote: one, or a 2025-03-26 batch (JSON-RPC
+/// arrays), whose elements are forwarded one by one. Invalid elements of a
+/// batch are logged and skipped.
+pub(crate) fn parse_remote(text: &str) -> Result<Vec<Message>, String> {
+    match Message::parse_batch(text) {
+        Ok(Some(items)) => Ok(items
+            .into_iter()
+            .filter_map(|m| {
+                m.map_err(|e| log::warn!("the remote sent a batch element that is not a JSON-RPC message ({e}); dropped"))
+                    .ok()
+            })
+            .collect()),
+        Ok(None) => Message::parse(text).map(|m| vec![m]).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// ": <first line of the body>" for error messages, bounded.
 fn excerpt(body: &str) -> String {
     const MAX_CHARS: usize = 200;
@@ -1102,6 +1210,23 @@ mod tests {
         assert!(!fallback_status(401, Some("2024-11-05")));
         assert!(!fallback_status(500, Some("2024-11-05")));
         assert!(!fallback_status(200, None));
+    }
+
+    #[test]
+    fn remote_batches_are_split() {
+        let v = parse_remote(
+            r#"[{"jsonrpc":"2.0","method":"a"}, 7, {"jsonrpc":"2.0","id":1,"result":{}}]"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].raw(), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert_eq!(
+            parse_remote(r#" {"jsonrpc":"2.0","method":"b"} "#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(parse_remote("not json").is_err());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn open(ctx: &Ctx, mount: &Mount, rq: Request, cors: &[(String, String)]) {
         let _ = mount.router.send(Event::StreamGone {
             session: sid.clone(),
             stream: 0,
+            conn: 1,
         });
     };
     let mut w = match http::start_sse(rq, cors) {

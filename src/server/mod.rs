@@ -5,20 +5,31 @@
 //! module owns the HTTP side: the accept loop hands every request to its own
 //! `http` thread (at most [`MAX_EXCHANGES`] at once), which checks Origin and
 //! Host, answers CORS, and dispatches to the HTTP+SSE endpoints (legacy.rs),
-//! the Streamable HTTP endpoint (streamable.rs) or `/status`. An exchange
-//! thread ends when its response or stream ends. The `signals` thread turns
-//! SIGTERM/SIGINT into an orderly stop of every child, then exits.
+//! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
+//! `/readyz`. An exchange thread ends when its response or stream ends.
+//!
+//! The proxy listens at once; every server starts in parallel on its own
+//! router thread, and one that cannot start never holds up the others.
+//! `/readyz` says when all of them are running.
+//!
+//! Shutdown: the `signals` thread turns the first SIGTERM/SIGINT/SIGHUP into
+//! a `shutdown` thread that stops accepting, has every router end its
+//! sessions (so their streams end) and stop its child gracefully (stdin
+//! closed, `--shutdown-grace`, SIGTERM to the group, the grace again,
+//! SIGKILL), all servers at once, then exits with 128 + the signal number.
+//! A second signal exits at once; the supervisors still take every child
+//! down with us.
 
 mod http;
 mod legacy;
 mod streamable;
 
-use crate::child::{self, ChildSpec};
 use crate::cli::Args;
+use crate::config;
 use crate::router::{self, Event, ServerStatus};
 use crate::{signals, util};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -29,8 +40,16 @@ use tiny_http::{Method, Request};
 pub const MAX_EXCHANGES: usize = 2048;
 /// Stack of an exchange thread: they parse JSON and copy bytes, no more.
 const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
+/// Request workers started with the server.
+const INITIAL_WORKERS: usize = 4;
+/// Idle request workers kept; more end after their request.
+const MAX_IDLE_WORKERS: usize = 16;
 /// How long `/status` waits for a router's answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for reaping children on top of the shutdown graces.
+const STOP_SLACK: Duration = Duration::from_secs(3);
+/// How long open HTTP exchanges get to finish after the servers stopped.
+const STREAM_DRAIN: Duration = Duration::from_secs(1);
 
 /// One server as the HTTP side sees it.
 pub struct Mount {
@@ -44,6 +63,8 @@ pub struct Mount {
 /// routers' senders, and a few counters.
 pub struct Ctx {
     pub args: Args,
+    /// Configured but disabled servers, shown in /status.
+    pub disabled: Vec<String>,
     pub mounts: Vec<Mount>,
     pub loopback: bool,
     /// Microseconds since the epoch of the last SSE connect or /mcp request.
@@ -64,145 +85,56 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Splits a command string into words like a POSIX shell would (quotes and
-/// backslashes), without running one.
-pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated single quote in '{s}'")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
-                            Some(ch) => {
-                                cur.push('\\');
-                                cur.push(ch);
-                            }
-                            None => return Err(format!("unterminated double quote in '{s}'")),
-                        },
-                        Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated double quote in '{s}'")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(ch) = chars.next() {
-                    cur.push(ch);
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// The servers the command line asks for, default first.
-pub fn server_specs(args: &Args) -> Result<Vec<ChildSpec>, String> {
-    let mut specs = Vec::new();
-    if let Some(cmd) = &args.target {
-        specs.push(ChildSpec {
-            name: "default".into(),
-            program: cmd.clone(),
-            args: args.child_args.clone(),
-            env: child::child_env(args.pass_environment, &args.env),
-            cwd: args.cwd.clone(),
-        });
-    }
-    for (name, cmd) in &args.named_servers {
-        let mut words = split_command(cmd).map_err(|e| format!("--named-server {name}: {e}"))?;
-        if words.is_empty() {
-            log::error!("--named-server {name}: the command is empty; skipped");
-            continue;
-        }
-        let program = words.remove(0);
-        specs.push(ChildSpec {
-            name: name.clone(),
-            program,
-            args: words,
-            env: child::child_env(args.pass_environment, &[]),
-            cwd: None,
-        });
-    }
-    Ok(specs)
-}
-
 pub fn run(args: &Args) -> ExitCode {
-    if args.named_server_config.is_some() {
-        eprintln!("mcp-proxy: --named-server-config is not supported yet; use --named-server NAME 'COMMAND'");
-        return ExitCode::from(1);
-    }
-    let specs = match server_specs(args) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) => {
-            eprintln!("mcp-proxy: no server to run; give a command or --named-server (see --help)");
-            return ExitCode::from(1);
-        }
+    let getenv = |k: &str| std::env::var(k).ok();
+    let defs = match config::servers(args, &getenv) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("mcp-proxy: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(2);
         }
     };
     let mut mounts = Vec::new();
-    for spec in specs {
-        let name = spec.name.clone();
+    let mut disabled = Vec::new();
+    for def in defs {
+        if !def.enabled {
+            log::info!("server '{}' is disabled; not started", def.name);
+            disabled.push(def.name);
+            continue;
+        }
         let cfg = router::Config {
-            spec,
+            spec: def.spec,
             max_message_bytes: args.max_message_bytes,
+            init_timeout: def.timeout.or(args.init_timeout),
+            session_timeout: args.session_timeout,
+            restart: router::RestartPolicy {
+                max_restarts: args.max_restarts,
+                window: args.restart_window,
+                backoff: args.restart_backoff,
+            },
+            shutdown_grace: args.shutdown_grace,
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
-                prefix: if name == "default" && mounts.is_empty() && args.target.is_some() {
-                    String::new()
-                } else {
-                    format!("/servers/{name}")
-                },
-                name,
+                name: def.name,
+                prefix: def.prefix,
                 router: tx,
             }),
             Err(e) => {
                 eprintln!("mcp-proxy: {e}");
-                stop_all(&mounts);
+                stop_all(&mounts, args.shutdown_grace);
                 return ExitCode::from(1);
             }
         }
     }
     let server = match tiny_http::Server::http((args.host.as_str(), args.port)) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!(
                 "mcp-proxy: cannot listen on {}:{}: {e}; pick another --port or --host",
                 args.host, args.port
             );
-            stop_all(&mounts);
+            stop_all(&mounts, args.shutdown_grace);
             return ExitCode::from(1);
         }
     };
@@ -226,55 +158,154 @@ pub fn run(args: &Args) -> ExitCode {
     }
     let ctx = Arc::new(Ctx {
         args: args.clone(),
+        disabled,
         loopback: http::is_loopback_bind(&args.host),
         mounts,
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
     });
-    let routers: Vec<Sender<Event>> = ctx.mounts.iter().map(|m| m.router.clone()).collect();
-    signals::spawn_waiter(move |sig| {
-        log::info!("signal {sig}: stopping the servers");
-        let dones: Vec<_> = routers
-            .iter()
-            .map(|r| {
-                let (tx, rx) = channel();
-                let _ = r.send(Event::Shutdown { done: tx });
-                rx
-            })
-            .collect();
-        for d in dones {
-            let _ = d.recv_timeout(router::CHILD_GRACE * 3);
-        }
-        std::process::exit(signals::exit_status(sig) as i32);
-    });
-    for rq in server.incoming_requests() {
-        if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
-            log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
-            http::respond(rq, 503, "text/plain", "Too many connections", &[]);
-            continue;
-        }
-        ctx.exchanges.fetch_add(1, Ordering::Relaxed);
-        let c = ctx.clone();
-        let spawned = thread::Builder::new()
-            .name("http".into())
-            .stack_size(EXCHANGE_STACK_BYTES)
-            .spawn(move || {
-                let _count = ExchangeCount(&c);
-                handle(&c, rq);
-            });
-        if let Err(e) = spawned {
-            ctx.exchanges.fetch_sub(1, Ordering::Relaxed);
-            log::error!("cannot start a thread for an HTTP request: {e}");
-        }
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        // Signals that came before this point are still pending (blocked),
+        // so none is lost.
+        let ctx = ctx.clone();
+        let server = server.clone();
+        let stopping = stopping.clone();
+        signals::spawn_waiter(move |sig| {
+            if stopping.swap(true, Ordering::SeqCst) {
+                log::warn!("signal {sig} again: exiting now");
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+            log::info!("signal {sig}: stopping the servers");
+            let ctx = ctx.clone();
+            let server = server.clone();
+            let spawned = thread::Builder::new()
+                .name("shutdown".into())
+                .spawn(move || {
+                    server.unblock();
+                    let routers: Vec<Sender<Event>> =
+                        ctx.mounts.iter().map(|m| m.router.clone()).collect();
+                    stop_routers(&routers, ctx.args.shutdown_grace);
+                    // The routers ended every session, so the streams end;
+                    // let their threads write the last bytes.
+                    let deadline = std::time::Instant::now() + STREAM_DRAIN;
+                    while ctx.exchanges.load(Ordering::Relaxed) > 0
+                        && std::time::Instant::now() < deadline
+                    {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    std::process::exit(signals::exit_status(sig) as i32);
+                });
+            if spawned.is_err() {
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+        });
     }
-    ExitCode::SUCCESS
+    // Long-lived workers take requests off tiny_http's queue, so a request
+    // never blocks the accept loop and none pays for a new thread: spawning
+    // one per request cost 57-73 µs and often a scheduler slice (bench
+    // findings), a worker that exists answers in 16-43 µs. An SSE stream
+    // holds its worker for its whole life, so another starts whenever none
+    // is idle.
+    let workers = Arc::new(Workers {
+        idle: AtomicUsize::new(0),
+        total: AtomicUsize::new(0),
+    });
+    for _ in 0..INITIAL_WORKERS {
+        spawn_worker(&ctx, &server, &workers, &stopping);
+    }
+    // The shutdown thread exits the process once the servers are down.
+    loop {
+        thread::park();
+    }
 }
 
-fn stop_all(mounts: &[Mount]) {
-    for m in mounts {
-        let (tx, rx) = channel();
-        let _ = m.router.send(Event::Shutdown { done: tx });
-        let _ = rx.recv_timeout(router::CHILD_GRACE * 3);
+/// Request workers: how many exist and how many wait in `recv`.
+struct Workers {
+    idle: AtomicUsize,
+    total: AtomicUsize,
+}
+
+fn spawn_worker(
+    ctx: &Arc<Ctx>,
+    server: &Arc<tiny_http::Server>,
+    workers: &Arc<Workers>,
+    stopping: &Arc<AtomicBool>,
+) {
+    workers.total.fetch_add(1, Ordering::SeqCst);
+    let total = workers.clone();
+    let (ctx, server, workers, stopping) = (
+        ctx.clone(),
+        server.clone(),
+        workers.clone(),
+        stopping.clone(),
+    );
+    let spawned = thread::Builder::new()
+        .name("http".into())
+        .stack_size(EXCHANGE_STACK_BYTES)
+        .spawn(move || loop {
+            workers.idle.fetch_add(1, Ordering::SeqCst);
+            let next = server.recv();
+            let idle = workers.idle.fetch_sub(1, Ordering::SeqCst) - 1;
+            let rq = match next {
+                Ok(rq) => rq,
+                Err(_) if stopping.load(Ordering::SeqCst) => {
+                    // unblock() wakes one receiver: pass it on to the next.
+                    server.unblock();
+                    workers.total.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                Err(e) => {
+                    log::error!("accepting connections failed: {e}");
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if idle == 0 && workers.total.load(Ordering::SeqCst) < MAX_EXCHANGES {
+                spawn_worker(&ctx, &server, &workers, &stopping);
+            }
+            if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
+                log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
+                http::respond(rq, 503, "text/plain", "Too many connections", &[]);
+                continue;
+            }
+            ctx.exchanges.fetch_add(1, Ordering::Relaxed);
+            {
+                let _count = ExchangeCount(&ctx);
+                handle(&ctx, rq);
+            }
+            // Keep a few idle workers for the next burst, not hundreds
+            // left over from the last one.
+            if workers.idle.load(Ordering::SeqCst) >= MAX_IDLE_WORKERS {
+                workers.total.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        total.total.fetch_sub(1, Ordering::SeqCst);
+        log::error!("cannot start a thread for HTTP requests: {e}");
+    }
+}
+
+fn stop_all(mounts: &[Mount], grace: Duration) {
+    let routers: Vec<Sender<Event>> = mounts.iter().map(|m| m.router.clone()).collect();
+    stop_routers(&routers, grace);
+}
+
+/// Stops every server at once and waits for all of them (bounded: each
+/// router needs at most two graces and a reap).
+fn stop_routers(routers: &[Sender<Event>], grace: Duration) {
+    let dones: Vec<_> = routers
+        .iter()
+        .map(|r| {
+            let (tx, rx) = channel();
+            let _ = r.send(Event::Shutdown { done: tx });
+            rx
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + grace * 2 + STOP_SLACK;
+    for d in dones {
+        let _ = d.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
@@ -316,10 +347,15 @@ fn handle(ctx: &Ctx, rq: Request) {
         }
     }
     let cors = http::cors_headers(ctx, &rq);
-    if path == "/status" {
-        return match rq.method() {
-            Method::Get | Method::Head => status(ctx, rq, &cors),
-            _ => method_not_allowed(rq, "GET, HEAD", &cors),
+    // Health endpoints stay open to probes: no authentication, ever.
+    if matches!(path, "/status" | "/healthz" | "/readyz") {
+        if !matches!(rq.method(), Method::Get | Method::Head) {
+            return method_not_allowed(rq, "GET, HEAD", &cors);
+        }
+        return match path {
+            "/status" => status(ctx, rq, &cors),
+            "/healthz" => http::respond(rq, 200, "text/plain; charset=utf-8", "ok\n", &cors),
+            _ => readyz(ctx, rq, &cors),
         };
     }
     let (mount, rest) = match resolve(ctx, path) {
@@ -402,21 +438,19 @@ fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
         .collect();
     rxs.into_iter()
         .map(|(name, rx)| {
-            rx.recv_timeout(STATUS_TIMEOUT).unwrap_or(ServerStatus {
-                name,
-                state: "unresponsive".into(),
-                pid: None,
-                sessions: 0,
-                sse_sessions: 0,
-                requests_in_flight: 0,
-            })
+            rx.recv_timeout(STATUS_TIMEOUT)
+                .unwrap_or_else(|_| ServerStatus {
+                    state: "unresponsive".into(),
+                    ..ServerStatus::disabled(&name)
+                })
         })
         .collect()
 }
 
 /// `/status`: upstream's keys in upstream's order, then ours.
 fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
-    let st = statuses(ctx);
+    let mut st = statuses(ctx);
+    st.extend(ctx.disabled.iter().map(|name| ServerStatus::disabled(name)));
     let last = UNIX_EPOCH + Duration::from_micros(ctx.last_activity_us.load(Ordering::Relaxed));
     let q = crate::jsonrpc::quote;
     let sse: usize = st.iter().map(|s| s.sse_sessions).sum();
@@ -430,11 +464,15 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
     let servers: Vec<String> = st
         .iter()
         .map(|s| {
+            let opt = |v: &Option<String>| v.as_deref().map(q).unwrap_or_else(|| "null".into());
             format!(
-                "{}:{{\"state\":{},\"pid\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{}}}",
+                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{}}}",
                 q(&s.name),
                 q(&s.state),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+                s.restarts,
+                opt(&s.last_exit),
+                opt(&s.last_error),
                 s.sessions,
                 s.sse_sessions,
                 s.requests_in_flight
@@ -452,22 +490,36 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
     http::respond_json(rq, 200, &body, cors)
 }
 
+/// `/readyz`: 200 when every enabled server is running; otherwise 503 and
+/// one line per server that is not, with its state and last error.
+fn readyz(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
+    let st = statuses(ctx);
+    let waiting: Vec<String> = st
+        .iter()
+        .filter(|s| s.state != "running")
+        .map(|s| {
+            let mut line = format!("server '{}' is {}", s.name, s.state);
+            if let Some(e) = &s.last_error {
+                line.push_str(&format!(": it {e}"));
+            }
+            if s.restarts > 0 {
+                line.push_str(&format!(" ({} restarts)", s.restarts));
+            }
+            line
+        })
+        .collect();
+    if waiting.is_empty() {
+        let body = format!("ready: {} servers running\n", st.len());
+        http::respond(rq, 200, "text/plain; charset=utf-8", &body, cors)
+    } else {
+        let body = format!("not ready: {}\n", waiting.join("; "));
+        http::respond(rq, 503, "text/plain; charset=utf-8", &body, cors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_commands_like_a_shell() {
-        let t = |s: &str| split_command(s).unwrap();
-        assert_eq!(t("a b  c"), vec!["a", "b", "c"]);
-        assert_eq!(
-            t("uvx 'mcp server' \"x y\""),
-            vec!["uvx", "mcp server", "x y"]
-        );
-        assert_eq!(t(r#"a\ b "q\"x" ''"#), vec!["a b", "q\"x", ""]);
-        assert_eq!(t("  "), Vec::<String>::new());
-        assert!(split_command("'open").is_err());
-    }
 
     #[test]
     fn host_names() {

@@ -139,7 +139,6 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             created,
             stream,
             version,
-            requests: _,
             rx,
         }) => {
             let mut h = cors.to_vec();
@@ -151,6 +150,7 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
                 mount,
                 session,
                 stream,
+                conn: 1,
                 version,
             };
             if json && !sse_ok {
@@ -168,6 +168,7 @@ struct Exchange<'a> {
     mount: &'a Mount,
     session: String,
     stream: u64,
+    conn: u64,
     version: String,
 }
 
@@ -176,6 +177,7 @@ impl Exchange<'_> {
         let _ = self.mount.router.send(Event::StreamGone {
             session: self.session.clone(),
             stream: self.stream,
+            conn: self.conn,
         });
     }
 
@@ -265,14 +267,15 @@ pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
     if mount.router.send(ev).is_err() {
         return error(rq, 503, -32000, "Server is shutting down", cors);
     }
-    let (stream, seq, resumed, version, rx) = match rx.recv() {
+    let (stream, conn, seq, resumed, version, rx) = match rx.recv() {
         Ok(GetReply::Stream {
             stream,
+            conn,
             seq,
             resumed,
             version,
             rx,
-        }) => (stream, seq, resumed, version, rx),
+        }) => (stream, conn, seq, resumed, version, rx),
         Ok(GetReply::Error { status, body }) => return http::respond_json(rq, status, &body, cors),
         Err(_) => return error(rq, 503, -32000, "Server is shutting down", cors),
     };
@@ -281,6 +284,7 @@ pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
         mount,
         session,
         stream,
+        conn,
         version,
     };
     let Ok(mut w) = http::start_sse(rq, cors) else {
