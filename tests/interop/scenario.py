@@ -168,6 +168,7 @@ class Scenario:
         self.roots_requests = 0
         self.progress = {}
         self.all_reported = False
+        self.steps_done_at = None
 
     def out(self, line):
         print(line, flush=True)
@@ -240,7 +241,7 @@ class Scenario:
 
     async def on_roots(self, context):
         self.roots_requests += 1
-        return types.ListRootsResult.model_validate({"roots": [{"uri": ROOT_URI, "name": f"interop-root"}]})
+        return types.ListRootsResult.model_validate({"roots": [{"uri": ROOT_URI, "name": "interop-root"}]})
 
     async def on_log(self, params):
         pass
@@ -737,6 +738,7 @@ class Scenario:
             if self.tap.transport_errors:
                 self.out(f"# {self.label}: transport errors seen: {[describe(e) for e in self.tap.transport_errors[:3]]}")
             self.all_reported = True
+            self.steps_done_at = time.monotonic()
 
 
 def describe(exc):
@@ -767,6 +769,8 @@ def main():
     sc = Scenario(args)
     try:
         anyio.run(sc.run)
+        if sc.steps_done_at is not None and time.monotonic() - sc.steps_done_at >= 2:
+            print(f"# {args.label}: closing the connection took {time.monotonic() - sc.steps_done_at:.1f}s", flush=True)
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, KeyboardInterrupt):
             raise
