@@ -3,7 +3,7 @@
 //! Each configured server (the default one at the root, each named one at
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
 //! module owns the HTTP side: the accept loop hands every request to its own
-//! `http` thread (at most [`MAX_EXCHANGES`] at once), which checks Origin and
+//! `http` thread (at most `--max-connections` at once), which checks Origin and
 //! Host, answers CORS, and dispatches to the HTTP+SSE endpoints (legacy.rs),
 //! the Streamable HTTP endpoint (streamable.rs) or `/status`. An exchange
 //! thread ends when its response or stream ends. The `signals` thread turns
@@ -25,8 +25,9 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tiny_http::{Method, Request};
 
-/// HTTP exchanges (requests and open streams) handled at once; more get 503.
-pub const MAX_EXCHANGES: usize = 2048;
+/// Paths that answer without the `--auth-token`: probes for supervisors,
+/// which must work without a secret and reveal nothing about sessions.
+pub const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz"];
 /// Stack of an exchange thread: they parse JSON and copy bytes, no more.
 const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
 /// How long `/status` waits for a router's answer.
@@ -110,6 +111,12 @@ pub fn run(args: &Args) -> ExitCode {
             max_message_bytes: args.max_message_bytes,
             init_timeout: def.timeout,
             session_timeout: args.session_timeout,
+            limits: router::Limits {
+                max_sessions: args.max_sessions,
+                stream_queue: args.stream_queue,
+                replay_events: args.replay_events,
+                replay_bytes: args.replay_bytes,
+            },
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
@@ -124,7 +131,7 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let server = match tiny_http::Server::http((args.host.as_str(), args.port)) {
+    let server = match listen(args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
@@ -146,12 +153,18 @@ pub fn run(args: &Args) -> ExitCode {
         args.host.clone()
     };
     let base = format!("http://{host}:{port}");
-    eprintln!("listening on {base}");
+    if args.auth_token.is_none() && !http::is_loopback_bind(&args.host) {
+        say(&format!(
+            "WARNING: mcp-proxy listens on {} without --auth-token: anyone who can reach this address can run the server's tools as you. Set --auth-token (or --auth-token-file, MCP_PROXY_AUTH_TOKEN), or listen on 127.0.0.1.",
+            args.host
+        ));
+    }
+    say(&format!("listening on {base}"));
     for m in &mounts {
-        eprintln!(
+        say(&format!(
             "  {}: {base}{}/sse (HTTP+SSE), {base}{}/mcp (Streamable HTTP)",
             m.name, m.prefix, m.prefix
-        );
+        ));
     }
     let ctx = Arc::new(Ctx {
         args: args.clone(),
@@ -162,9 +175,10 @@ pub fn run(args: &Args) -> ExitCode {
         exchanges: AtomicUsize::new(0),
     });
     let _ = routers.set(ctx.mounts.iter().map(|m| m.router.clone()).collect());
+    let max = args.max_connections;
     for rq in server.incoming_requests() {
-        if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
-            log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
+        if ctx.exchanges.load(Ordering::Relaxed) >= max {
+            log::warn!("{max} HTTP exchanges open (--max-connections); refusing a request");
             http::respond(rq, 503, "text/plain", "Too many connections", &[]);
             continue;
         }
@@ -183,6 +197,50 @@ pub fn run(args: &Args) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// One line to stderr. A full or broken stderr (a disk-full log file)
+/// must not stop the proxy, so errors are ignored where `eprintln!`
+/// would panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Binds the listener. With `--write-timeout`, the listening socket gets
+/// `SO_SNDTIMEO`, which Linux copies to every accepted socket: a client
+/// that stops reading (its TCP window full) then fails our write after
+/// the timeout instead of holding its exchange thread forever. tiny_http
+/// offers no per-connection hook, and its accept loop would end on an
+/// accept timeout, so `SO_RCVTIMEO` cannot be used the same way.
+fn listen(args: &Args) -> Result<tiny_http::Server, String> {
+    let l =
+        std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| e.to_string())?;
+    if let Some(t) = args.write_timeout {
+        use std::os::fd::AsRawFd;
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: a valid socket fd and a pointer to a timeval that lives
+        // across the call, with its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            log::warn!(
+                "cannot set a write timeout on the listener: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())
 }
 
 fn stop_all(mounts: &[Mount]) {
@@ -204,6 +262,26 @@ impl Drop for ExchangeCount<'_> {
 fn handle(ctx: &Ctx, rq: Request) {
     let url = rq.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    // tiny_http reads the whole head before we see it (it has no limit of
+    // its own); what we can do is refuse to act on an oversized one.
+    let head: usize = rq
+        .headers()
+        .iter()
+        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+        .sum();
+    if head > ctx.args.max_header_bytes {
+        log::warn!(
+            "refused a request with {head} bytes of headers (--max-header-size {})",
+            ctx.args.max_header_bytes
+        );
+        return http::respond(
+            rq,
+            431,
+            "text/plain; charset=utf-8",
+            "Request Header Fields Too Large",
+            &[],
+        );
+    }
     let origin = http::header(&rq, "Origin").map(str::to_owned);
     let host = http::header(&rq, "Host").map(str::to_owned);
     if !ctx.args.allow_origins.is_empty()
@@ -231,6 +309,13 @@ fn handle(ctx: &Ctx, rq: Request) {
         }
     }
     let cors = http::cors_headers(ctx, &rq);
+    if let Some(token) = &ctx.args.auth_token {
+        let open =
+            AUTH_EXEMPT_PATHS.contains(&path) || (path == "/status" && ctx.args.status_no_auth);
+        if !open && !http::bearer_ok(&rq, token) {
+            return http::unauthorized(rq, path, &cors);
+        }
+    }
     if path == "/status" {
         return match rq.method() {
             Method::Get | Method::Head => status(ctx, rq, &cors),
