@@ -42,7 +42,7 @@ fn b(s: &str) -> Vec<u8> {
 }
 
 fn nested(depth: usize) -> Vec<u8> {
-    let mut v = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":"#).into_bytes();
+    let mut v = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":"#.to_vec();
     v.extend(std::iter::repeat_n(b'[', depth));
     v.extend(std::iter::repeat_n(b']', depth));
     v.extend_from_slice(b"}}");
