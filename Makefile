@@ -42,3 +42,10 @@ fuzz:
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  $(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t .cache/fuzz/$$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# Soak (issue 8, not in CI): SOAK_CALLS calls across SOAK_SESSIONS sessions
+# with hang-ups, cancellations and the child killed every SOAK_KILL_SECS s.
+.PHONY: soak
+soak:
+	$(CARGO) build --release --locked --bins
+	$(CARGO) test --release --locked --test soak -- --ignored --nocapture
