@@ -285,3 +285,26 @@ fn a_remote_that_never_answers_fails_the_request_after_the_response_timeout() {
     let r = proxy.recv_response(&json!(2));
     assert!(r.get("error").is_some(), "{r}");
 }
+
+/// KNOWN GAP, ignored: in client mode over HTTP+SSE every reply comes on
+/// the one SSE stream; an event over --max-message-size is dropped there
+/// (sse::Item::TooBig carries no id), so its request is never answered.
+/// Streamable HTTP reply streams and JSON bodies do fail the request. The
+/// fix is the child-side one (child::Oversized + jsonrpc::id_hint) applied
+/// to the SSE parser: keep both ends of a discarded event.
+#[test]
+#[ignore = "known gap: an oversized reply on the HTTP+SSE stream is dropped without failing its request"]
+fn client_mode_legacy_sse_reply_over_the_limit_fails_its_request() {
+    let mut remote = Proc::spawn(demo_bin(), &["--http", "0"]);
+    let url = format!("{}/sse", remote.listening_url());
+    let mut p = Proc::spawn(
+        proxy_bin(),
+        &["--transport", "sse", "--max-message-size", "100000", &url],
+    );
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#);
+    assert!(p.recv_response(&json!(1)).get("result").is_some());
+    p.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"big","arguments":{"bytes":300000}}}"#);
+    let r = p.recv_response(&json!(2));
+    assert!(r.get("error").is_some(), "{r}");
+}
