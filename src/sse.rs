@@ -29,7 +29,17 @@ pub enum Item {
     Retry(u64),
     /// An event grew past the limit; its bytes were dropped.
     TooBig,
+    /// The end of an event reported as [`Item::TooBig`]: the first and
+    /// last [`OVERSIZED_HINT_BYTES`] of its data, where its JSON-RPC id may
+    /// still be found ([`crate::jsonrpc::id_hint`]).
+    TooBigEnd {
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
 }
+
+/// Bytes kept from each end of an event that is too large.
+pub const OVERSIZED_HINT_BYTES: usize = 512;
 
 pub struct Parser {
     max_event_bytes: usize,
@@ -40,6 +50,8 @@ pub struct Parser {
     pending_cr: bool,
     started: bool,
     discarding: bool,
+    big_head: Vec<u8>,
+    big_tail: Vec<u8>,
 }
 
 impl Parser {
@@ -53,6 +65,8 @@ impl Parser {
             pending_cr: false,
             started: false,
             discarding: false,
+            big_head: Vec::new(),
+            big_tail: Vec::new(),
         }
     }
 
@@ -111,9 +125,27 @@ impl Parser {
 
     fn push_line_bytes(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
         if self.discarding {
+            keep_tail(&mut self.big_tail, bytes);
             return;
         }
         if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
+            // The line so far, without its `data:` field name.
+            let mut cur = std::mem::take(&mut self.line);
+            cur.extend_from_slice(&bytes[..bytes.len().min(2 * OVERSIZED_HINT_BYTES)]);
+            let value = cur
+                .strip_prefix(b"data:")
+                .map(|l| l.strip_prefix(b" ").unwrap_or(l))
+                .unwrap_or(&cur);
+            let mut head = self.data.as_bytes().to_vec();
+            head.truncate(OVERSIZED_HINT_BYTES);
+            head.extend_from_slice(value);
+            head.truncate(OVERSIZED_HINT_BYTES);
+            self.big_head = head;
+            self.big_tail.clear();
+            keep_tail(&mut self.big_tail, value);
+            if bytes.len() > 2 * OVERSIZED_HINT_BYTES {
+                keep_tail(&mut self.big_tail, bytes);
+            }
             self.line.clear();
             self.data.clear();
             self.event.clear();
@@ -128,6 +160,10 @@ impl Parser {
         if line.is_empty() {
             if self.discarding {
                 self.discarding = false;
+                out.push(Item::TooBigEnd {
+                    head: std::mem::take(&mut self.big_head),
+                    tail: std::mem::take(&mut self.big_tail),
+                });
                 return;
             }
             self.dispatch(out);
@@ -179,6 +215,13 @@ impl Parser {
             id: self.last_id.clone(),
         }));
     }
+}
+
+/// Appends `bytes` to `tail`, keeping only its last [`OVERSIZED_HINT_BYTES`].
+fn keep_tail(tail: &mut Vec<u8>, bytes: &[u8]) {
+    tail.extend_from_slice(&bytes[bytes.len().saturating_sub(OVERSIZED_HINT_BYTES)..]);
+    let extra = tail.len().saturating_sub(OVERSIZED_HINT_BYTES);
+    tail.drain(..extra);
 }
 
 /// Appends one event in wire form. Data containing line breaks becomes
@@ -362,9 +405,26 @@ mod tests {
         }
         assert_eq!(out, vec![Item::TooBig]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
-        assert_eq!(out, vec![Item::TooBig, ev("message", "ok", None)]);
+        let ends = Item::TooBigEnd {
+            head: b"xxxxxxxxxxxxxxxxxxxx".to_vec(),
+            tail: vec![b'x'; OVERSIZED_HINT_BYTES],
+        };
+        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
-        assert_eq!(out, vec![Item::TooBig, ev("message", "a", None)]);
+        let ends = Item::TooBigEnd {
+            head: b"0123456789\n0123456789".to_vec(),
+            tail: b"0123456789".to_vec(),
+        };
+        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "a", None)]);
+        // A reply whose id is at either end can still be named.
+        let mut big = b"data: {\"jsonrpc\":\"2.0\",\"id\":41,\"result\":\"".to_vec();
+        big.extend_from_slice(&[b'y'; 5000]);
+        big.extend_from_slice(b"\"}\n\n");
+        let out = parse_chunks(&[&big], 1000);
+        let Item::TooBigEnd { head, tail } = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(crate::jsonrpc::id_hint(head, tail).unwrap().id, "41");
     }
 
     #[test]
