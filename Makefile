@@ -1,15 +1,42 @@
-# mcp-proxy: build, run, test.
-#   make run     build the release binary and serve the demo server over HTTP
-#   make test    run the whole test suite
+# mcp-proxy: build, run, test, package.
+#
+#   make run        build the release binary and serve the demo server over HTTP
+#   make test       run the whole test suite
+#   make lint       rustfmt check, clippy with warnings denied, man page lint (if mandoc is there)
+#   make lint-man   install mandoc if missing (Debian) and lint the man page
+#   make static     static x86_64 musl binary (installs the musl target and musl-tools if missing)
+#   make check-static   prove the static binary is static, small, and runs with no environment
+#   make install    copy what `make all` built into $(DESTDIR)$(BINDIR) and $(DESTDIR)$(MANDIR)
+#   make uninstall  remove what `make install` put there
+#   make dist       tarball in dist/ with the static binary, man page, README and LICENSE
+#   make clean      remove target/ and dist/
+#
+# install and uninstall never run cargo, so `sudo make install` after `make`
+# builds nothing as root.
 
-CARGO ?= cargo
-PREFIX ?= /usr/local
-BINDIR ?= $(PREFIX)/bin
-MANDIR ?= $(PREFIX)/share/man
-HOST ?= 127.0.0.1
-PORT ?= 8080
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DESTDIR ?=
+INSTALL ?= install
+HOST    ?= 127.0.0.1
+PORT    ?= 8080
 
-.PHONY: all build run test lint clean
+VERSION     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MUSL_TARGET := x86_64-unknown-linux-musl
+RELEASE_BIN := target/release/mcp-proxy
+STATIC_BIN  := target/$(MUSL_TARGET)/release/mcp-proxy
+# What `make install` copies; `make install BIN=$(STATIC_BIN)` installs the static one.
+BIN         ?= $(RELEASE_BIN)
+DIST_NAME   := mcp-proxy-$(VERSION)-$(MUSL_TARGET)
+# Size budget of the static binary, TLS included: 2.5 MB.
+MAX_STATIC_BYTES ?= 2500000
+
+# apt-get needs root; use sudo only when we are not root and sudo exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+
+.PHONY: all build run test lint lint-man static check-static install uninstall dist clean
 
 all:
 	$(CARGO) build --release --locked
@@ -17,7 +44,7 @@ all:
 build: all
 
 run: all
-	./target/release/mcp-proxy --host $(HOST) --port $(PORT) -- ./target/release/mcp-demo-server
+	./$(RELEASE_BIN) --host $(HOST) --port $(PORT) -- ./target/release/mcp-demo-server
 
 test:
 	$(CARGO) build --locked --bins
@@ -26,9 +53,55 @@ test:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@if command -v mandoc >/dev/null 2>&1; then \
+		echo "mandoc -Tlint man/mcp-proxy.1"; \
+		mandoc -Tlint man/mcp-proxy.1; \
+	else \
+		echo "note: mandoc not installed, man page not linted (make lint-man installs it)"; \
+	fi
+
+lint-man:
+	@command -v mandoc >/dev/null 2>&1 || { \
+		echo "installing mandoc (Debian package) for the man page lint"; \
+		$(SUDO) apt-get install -y -q mandoc || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mandoc; }; }
+	mandoc -Tlint man/mcp-proxy.1
+
+static:
+	@if command -v rustup >/dev/null 2>&1; then rustup target add $(MUSL_TARGET); \
+	else echo "note: no rustup; the $(MUSL_TARGET) standard library must already be installed"; fi
+	@command -v musl-gcc >/dev/null 2>&1 || { \
+		echo "installing musl-tools (Debian package) for musl-gcc"; \
+		$(SUDO) apt-get install -y -q musl-tools || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q musl-tools; }; }
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked \
+		--target $(MUSL_TARGET) --bin mcp-proxy
+	@ls -l $(STATIC_BIN)
+
+check-static: static
+	MAX_BYTES=$(MAX_STATIC_BYTES) .ci/check-static $(STATIC_BIN)
+
+install:
+	@test -x "$(BIN)" || { \
+		echo "install: $(BIN) is missing; run 'make' (as yourself, not root) first" >&2; exit 1; }
+	$(INSTALL) -D -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/mcp-proxy"
+	$(INSTALL) -D -m 0644 man/mcp-proxy.1 "$(DESTDIR)$(MANDIR)/man1/mcp-proxy.1"
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/mcp-proxy" "$(DESTDIR)$(MANDIR)/man1/mcp-proxy.1"
+
+dist: static
+	rm -rf dist/$(DIST_NAME) dist/$(DIST_NAME).tar.gz
+	$(INSTALL) -D -m 0755 $(STATIC_BIN) dist/$(DIST_NAME)/mcp-proxy
+	$(INSTALL) -D -m 0644 man/mcp-proxy.1 dist/$(DIST_NAME)/mcp-proxy.1
+	$(INSTALL) -D -m 0644 README.md dist/$(DIST_NAME)/README.md
+	$(INSTALL) -D -m 0644 LICENSE dist/$(DIST_NAME)/LICENSE
+	tar -C dist --owner=0 --group=0 --numeric-owner --sort=name \
+		-czf dist/$(DIST_NAME).tar.gz $(DIST_NAME)
+	rm -rf dist/$(DIST_NAME)
+	@ls -l dist/$(DIST_NAME).tar.gz
 
 clean:
 	$(CARGO) clean
+	rm -rf dist
 
 # Fuzzing (issue 8): cargo-fuzz on the nightly toolchain, each target for
 # FUZZ_SECONDS; new inputs go to .cache/fuzz, the seeds in tests/fuzz/corpus.

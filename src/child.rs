@@ -156,6 +156,15 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
     }
     let parent = unsafe { libc::getpid() };
     let death_read = death.as_ref().map(|(r, _)| r.as_raw_fd());
+    // A supervisor SIGKILLed with us could not clean up its server's group
+    // (grandchildren would survive): it gets its hard-kill request instead,
+    // which it answers by SIGKILLing the group. Before it can handle that
+    // signal it has started nothing, and the default action ends it.
+    let death_signal = if death.is_some() {
+        crate::supervisor::HARD_KILL
+    } else {
+        libc::SIGKILL
+    };
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -167,7 +176,7 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.

@@ -34,10 +34,12 @@ Client mode options:
       --no-verify-ssl         do not verify TLS certificates (insecure)
       --username USER         HTTP Basic authentication user (with --password)
       --password PASSWORD     HTTP Basic authentication password
-      --digest                Digest authentication (not supported yet)
-      --client-id ID          OAuth2 client credentials (not supported yet;
-      --client-secret SECRET  the three flags --client-id, --client-secret
-      --token-url URL         and --token-url go together)
+      --digest                use HTTP Digest (MD5) instead of Basic with
+                              --username/--password
+      --client-id ID          OAuth2 client credentials grant: the client id,
+      --client-secret SECRET  its secret and the token endpoint (all three
+      --token-url URL         together); the token is sent as a Bearer token
+                              and renewed before it expires
 
 Server mode options:
       --host HOST             address to listen on [default: 127.0.0.1]
@@ -71,13 +73,41 @@ Server mode options:
       --status-no-auth        serve /status without the token (it always needs
                               it when a token is set, unless this is given)
 
-Limits (server mode, each per server unless said otherwise):
-      --max-sessions N        open sessions (HTTP+SSE and Streamable HTTP); more
-                              get 503 [default: 1000]
+Server lifecycle (server mode):
+      --init-timeout SECONDS  a server must answer initialize within this long,
+                              else it is restarted; 0 waits forever; a config
+                              entry's \"timeout\" overrides it [default: 60]
+      --max-restarts N        restarts allowed within --restart-window; one more
+                              marks the server failed (then retried every 30 s)
+                              [default: 5]
+      --restart-window SECONDS
+                              the window --max-restarts counts in [default: 60]
+      --restart-backoff SECONDS
+                              delay before a restart, doubled for each restart
+                              within the window, at most 30 s [default: 1]
+      --shutdown-grace SECONDS
+                              on SIGTERM/SIGINT a server gets this long after
+                              its stdin closes, then SIGTERM, this long again,
+                              then SIGKILL [default: 2]
+
+Health (server mode): GET /healthz answers 200 while the proxy runs; GET
+/readyz answers 200 when every enabled server is running, else 503 with the
+reason; GET /status gives each server's state, pid, restarts and last exit.
+Requests to a server that is starting or restarting wait for it; requests to
+a failed server get an error at once.
+
+Server limits:
+      --max-sessions N        open sessions per server (HTTP+SSE and Streamable
+                              HTTP); more get 503 [default: 1000]
       --max-connections N     HTTP requests and streams handled at once, all
                               servers together; more get 503 at once [default: 2048]
-      --max-header-size BYTES total size of a request's header fields; larger
-                              gets 431 [default: 65536]
+      --max-header-size BYTES size of a request's head (request line and header
+                              lines); larger gets 431 [default: 65536]
+      --header-timeout SECONDS
+                              a request head must arrive within this long of its
+                              first byte, else 408 (slowloris); also the longest
+                              pause while reading a body, and how long an idle
+                              keep-alive connection stays open; 0 never [default: 30]
       --stream-queue N        messages queued for one client stream before the
                               client counts as too slow and its session is
                               dropped [default: 256]
@@ -86,7 +116,7 @@ Limits (server mode, each per server unless said otherwise):
       --write-timeout SECONDS give up on a client that does not take what we
                               write for this long, 0 never [default: 60]
 
-Limits (both modes):
+Limits:
       --max-message-size BYTES
                               largest message accepted from a server or remote;
                               a larger reply fails its request [default: 33554432]
@@ -109,7 +139,9 @@ Environment:
                      server mode: the token clients must send (as --auth-token)
   RUST_LOG           detailed log filter (overrides --log-level)
 
-Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
+Exit status: 0 on success, 1 on a runtime failure (cannot listen, remote
+unreachable), 2 on a usage or configuration error, 128+N when stopped by
+signal N (143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP).
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +149,13 @@ pub enum Transport {
     Auto,
     Sse,
     StreamableHttp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +180,12 @@ pub struct Args {
     /// HTTP Basic credentials (`--username`/`--password`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--digest`: answer Digest challenges with the credentials instead of
+    /// sending Basic.
+    pub digest: bool,
+    /// OAuth2 client credentials (`--client-id`, `--client-secret`,
+    /// `--token-url`): all three or none.
+    pub oauth: Option<OAuth>,
 
     pub log_level: log::LevelFilter,
 
@@ -159,6 +204,12 @@ pub struct Args {
     pub session_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_message_bytes: usize,
+    /// How long a server may take to answer `initialize` (`None`: forever).
+    pub init_timeout: Option<Duration>,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub restart_backoff: Duration,
+    pub shutdown_grace: Duration,
     /// Server mode: the bearer token every MCP endpoint requires.
     pub auth_token: Option<Secret>,
     /// `/status` answers without the token.
@@ -167,8 +218,10 @@ pub struct Args {
     pub max_sessions: usize,
     /// HTTP exchanges (requests and open streams) handled at once.
     pub max_connections: usize,
-    /// Total bytes of a request's header names and values.
+    /// Bytes of a request head (request line and header lines).
     pub max_header_bytes: usize,
+    /// A request head must arrive within this long (`None`: no limit).
+    pub header_timeout: Option<Duration>,
     /// Messages queued per client stream before its session is dropped.
     pub stream_queue: usize,
     pub replay_events: usize,
@@ -235,6 +288,8 @@ impl Default for Args {
             verify_ssl: VerifySsl::Yes,
             username: None,
             password: None,
+            digest: false,
+            oauth: None,
             log_level: log::LevelFilter::Info,
             env: Vec::new(),
             cwd: None,
@@ -255,11 +310,17 @@ impl Default for Args {
             max_sessions: 1000,
             max_connections: 2048,
             max_header_bytes: 64 << 10,
+            header_timeout: Some(Duration::from_secs(30)),
             stream_queue: 256,
             replay_events: 64,
             replay_bytes: 4 << 20,
             write_timeout: Some(Duration::from_secs(60)),
             response_timeout: Some(Duration::from_secs(300)),
+            init_timeout: Some(Duration::from_secs(60)),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            restart_backoff: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -319,6 +380,17 @@ fn number<T: std::str::FromStr>(v: OsString, flag: &str) -> Result<T, UsageError
     let s = string(v, flag)?;
     s.parse()
         .map_err(|_| UsageError(format!("{flag}: '{s}' is not a valid number")))
+}
+
+/// A duration in seconds, fractions allowed (`0.5`).
+fn seconds(v: OsString, flag: &str) -> Result<Duration, UsageError> {
+    let s = string(v, flag)?;
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=1e9).contains(&n) => Ok(Duration::from_secs_f64(n)),
+        _ => Err(UsageError(format!(
+            "{flag}: '{s}' is not a number of seconds (0 or more)"
+        ))),
+    }
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, UsageError> {
@@ -385,6 +457,7 @@ where
     let mut level = None;
     let mut expose: Vec<String> = Vec::new();
     let (mut auth, mut auth_file): (Option<String>, Option<PathBuf>) = (None, None);
+    let (mut client_id, mut client_secret, mut token_url) = (None, None, None);
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -445,16 +518,10 @@ where
             Long("no-verify-ssl") => a.verify_ssl = VerifySsl::No,
             Long("username") => a.username = Some(string(p.value()?, "--username")?),
             Long("password") => a.password = Some(string(p.value()?, "--password")?),
-            Long("digest") => {
-                return Err(UsageError(
-                    "--digest: Digest authentication is not supported yet; use --username and --password for Basic, or -H Authorization".into(),
-                ))
-            }
-            Long(flag @ ("client-id" | "client-secret" | "token-url")) => {
-                return Err(UsageError(format!(
-                    "--{flag}: OAuth2 client credentials are not supported yet; fetch a token yourself and pass it as API_ACCESS_TOKEN"
-                )))
-            }
+            Long("digest") => a.digest = true,
+            Long("client-id") => client_id = Some(string(p.value()?, "--client-id")?),
+            Long("client-secret") => client_secret = Some(string(p.value()?, "--client-secret")?),
+            Long("token-url") => token_url = Some(string(p.value()?, "--token-url")?),
             Long("log-level") => level = Some(parse_level(&string(p.value()?, "--log-level")?)?),
             Long("debug") => debug = true,
             Long("no-debug") => debug = false,
@@ -510,11 +577,13 @@ where
             Long("auth-token-file") => auth_file = Some(PathBuf::from(p.value()?)),
             Long("status-no-auth") => a.status_no_auth = true,
             Long("max-sessions") => a.max_sessions = number(p.value()?, "--max-sessions")?,
-            Long("max-connections") => {
-                a.max_connections = number(p.value()?, "--max-connections")?
-            }
+            Long("max-connections") => a.max_connections = number(p.value()?, "--max-connections")?,
             Long("max-header-size") => {
                 a.max_header_bytes = number(p.value()?, "--max-header-size")?
+            }
+            Long("header-timeout") => {
+                let secs: u64 = number(p.value()?, "--header-timeout")?;
+                a.header_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
             Long("stream-queue") => a.stream_queue = number(p.value()?, "--stream-queue")?,
             Long("replay-events") => a.replay_events = number(p.value()?, "--replay-events")?,
@@ -527,6 +596,16 @@ where
                 let secs: u64 = number(p.value()?, "--response-timeout")?;
                 a.response_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            Long("init-timeout") => {
+                let t = seconds(p.value()?, "--init-timeout")?;
+                a.init_timeout = (!t.is_zero()).then_some(t);
+            }
+            Long("max-restarts") => a.max_restarts = number(p.value()?, "--max-restarts")?,
+            Long("restart-window") => a.restart_window = seconds(p.value()?, "--restart-window")?,
+            Long("restart-backoff") => {
+                a.restart_backoff = seconds(p.value()?, "--restart-backoff")?
+            }
+            Long("shutdown-grace") => a.shutdown_grace = seconds(p.value()?, "--shutdown-grace")?,
             Value(v) => positionals.push(string(v, "argument")?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -547,6 +626,31 @@ where
         .or_else(|| getenv("SSE_URL").filter(|s| !s.is_empty()));
     a.child_args = pos.collect();
     a.access_token = getenv("API_ACCESS_TOKEN").filter(|s| !s.is_empty());
+    match (client_id, client_secret, token_url) {
+        (None, None, None) => {}
+        (Some(client_id), Some(client_secret), Some(token_url)) => {
+            if !is_url(&token_url) {
+                return Err(UsageError(format!(
+                    "--token-url: '{token_url}' is not an http(s) URL"
+                )));
+            }
+            a.oauth = Some(OAuth {
+                client_id,
+                client_secret,
+                token_url,
+            });
+        }
+        _ => {
+            return Err(UsageError(
+                "--client-id, --client-secret and --token-url: OAuth2 needs all three".into(),
+            ))
+        }
+    }
+    if a.digest && (a.username.is_none() || a.password.is_none()) {
+        return Err(UsageError(
+            "--digest: Digest authentication needs --username and --password".into(),
+        ));
+    }
     if a.username.is_some() != a.password.is_some() {
         return Err(UsageError(
             "--username and --password: both are required for Basic authentication".into(),
@@ -666,6 +770,24 @@ mod tests {
         assert_eq!(a.client_url(), Some("http://h/sse"));
         assert_eq!(a.headers, vec![("Authorization".into(), "Bearer T".into())]);
         assert_eq!(a.transport, Transport::Sse);
+        let a = run(&[
+            "--client-id",
+            "c",
+            "--client-secret",
+            "s",
+            "--token-url",
+            "https://t/token",
+            "http://h",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.oauth,
+            Some(OAuth {
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                token_url: "https://t/token".into()
+            })
+        );
         let a = run(&["--username", "u", "--password", "p", "http://h"]).unwrap();
         assert_eq!(
             (a.username.as_deref(), a.password.as_deref()),
@@ -794,6 +916,18 @@ mod tests {
             (&["--digest", "http://h"], "--digest"),
             (&["--client-id", "c", "http://h"], "--client-id"),
             (&["--token-url", "http://t", "http://h"], "--token-url"),
+            (
+                &[
+                    "--client-id",
+                    "c",
+                    "--client-secret",
+                    "s",
+                    "--token-url",
+                    "t",
+                    "http://h",
+                ],
+                "--token-url",
+            ),
         ];
         for (args, want) in cases {
             let err = run(args).unwrap_err();
@@ -876,6 +1010,13 @@ mod tests {
             (256, 64, 4 << 20)
         );
         assert_eq!(d.write_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(d.header_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            run(&["--header-timeout", "0", "srv"])
+                .unwrap()
+                .header_timeout,
+            None
+        );
         assert_eq!(d.response_timeout, Some(Duration::from_secs(300)));
         let a = run(&[
             "--max-sessions",
@@ -924,9 +1065,55 @@ mod tests {
             "--replay-bytes",
             "--write-timeout",
             "--response-timeout",
+            "--header-timeout",
         ] {
             assert!(HELP.contains(flag), "{flag} documented");
         }
+    }
+
+    #[test]
+    fn lifecycle_flags() {
+        let a = run(&["srv"]).unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(a.max_restarts, 5);
+        assert_eq!(a.restart_window, Duration::from_secs(60));
+        assert_eq!(a.restart_backoff, Duration::from_secs(1));
+        assert_eq!(a.shutdown_grace, Duration::from_secs(2));
+        let a = run(&[
+            "--init-timeout",
+            "0.5",
+            "--max-restarts",
+            "0",
+            "--restart-window",
+            "10",
+            "--restart-backoff",
+            "0.05",
+            "--shutdown-grace",
+            "0",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(a.init_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(a.max_restarts, 0);
+        assert_eq!(a.restart_window, Duration::from_secs(10));
+        assert_eq!(a.restart_backoff, Duration::from_millis(50));
+        assert_eq!(a.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            run(&["--init-timeout", "0", "srv"]).unwrap().init_timeout,
+            None
+        );
+        for (flag, bad) in [
+            ("--init-timeout", "-1"),
+            ("--restart-window", "soon"),
+            ("--restart-backoff", "inf"),
+            ("--shutdown-grace", "NaN"),
+            ("--max-restarts", "-1"),
+        ] {
+            let e = run(&[flag, bad, "srv"]).unwrap_err();
+            assert!(e.contains(flag), "{flag} {bad}: {e}");
+            assert!(HELP.contains(flag), "{flag} is in --help");
+        }
+        assert!(HELP.contains("/readyz") && HELP.contains("128+N"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! `main` parses the command line, sets up logging and the signal thread,
 //! and hands over to `client::run` or `server::run`, whose exit code it
-//! returns. Usage errors exit 2, runtime failures 1.
+//! returns. Usage and configuration errors exit 2, runtime failures 1, a
+//! stop by signal N 128 + N (server mode; see `cli::HELP`).
 
 use mcp_proxy::{child, cli, client, logging, server, signals, supervisor};
 use std::io::Write;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     }
     // Before any thread exists, so all of them inherit the mask.
     signals::block();
+    limit_malloc_arenas();
     let getenv = |k: &str| std::env::var(k).ok();
     let args = match cli::parse(std::env::args_os().skip(1), &getenv) {
         Ok(cli::Command::Run(a)) => a,
@@ -42,5 +44,18 @@ fn main() -> ExitCode {
     } else {
         child::enable_supervisor("/proc/self/exe".into());
         server::run(&args)
+    }
+}
+
+/// glibc gives busy threads their own malloc arenas (up to 8 per core), and
+/// with a thread per stream that multiplies memory: the bench measured
+/// 64.7 MiB for 1,000 SSE streams and 10.9 MiB after 100,000 calls with the
+/// default, against 54.8 and 2.8 MiB with musl's single heap. Two arenas keep
+/// contention low on the router's hot path without that growth.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only tunes the allocator; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -15,6 +15,21 @@
 //! see child.rs). The loop ends on [`Event::Shutdown`] after shutting the
 //! child down; the pumps end with the child's pipes.
 //!
+//! Lifecycle: the router starts its child as soon as its thread runs (so
+//! all servers start in parallel), initializes it itself, and restarts it
+//! whenever it exits, fails to start or does not answer `initialize` within
+//! the init timeout: with exponential backoff from [`RestartPolicy::backoff`]
+//! up to [`RESTART_BACKOFF_CAP`]. More than `max_restarts` restarts within
+//! `window` mark the server `failed`; it is then retried every
+//! [`RESTART_BACKOFF_CAP`] and becomes `running` again when a retry works.
+//! Sessions outlive restarts: their ids stay valid, and after a restart each
+//! gets `notifications/*/list_changed` for what the new child advertises.
+//! Requests arriving while the child (re)starts wait for it (at most
+//! [`MAX_PENDING`] of them; they fail when that attempt fails); requests to
+//! a failed server fail at once. Each child's lines carry a generation
+//! number, so a late line of a replaced child is never taken for the new
+//! one's.
+//!
 //! Routing rules (DESIGN.md "Routing rules in server mode"): the proxy
 //! initializes the child once and answers each session's `initialize` from
 //! the cached result; every request gets a fresh upstream id and its reply
@@ -51,8 +66,13 @@ pub const REPLAY_BYTES: usize = 4 << 20;
 /// Finished POST streams whose events stay replayable, per session.
 pub const REPLAY_STREAMS: usize = 8;
 /// How long the child gets to exit after its stdin closes, and again after
-/// SIGTERM (ST-07; the SDKs use 2 s).
+/// SIGTERM, unless `--shutdown-grace` says otherwise (ST-07; the SDKs use 2 s).
 pub const CHILD_GRACE: Duration = Duration::from_secs(2);
+/// The longest wait between two restarts, and the retry interval of a
+/// failed server.
+pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Requests held while a child (re)starts; more are refused at once.
+pub const MAX_PENDING: usize = 1024;
 
 /// MCP log levels, most verbose first (index = verbosity rank).
 const LOG_LEVELS: &[&str] = &[
@@ -148,13 +168,43 @@ pub struct ServerStatus {
     /// Open HTTP+SSE sessions (each is one open GET /sse).
     pub sse_sessions: usize,
     pub requests_in_flight: usize,
+    /// Restarts since the proxy started.
+    pub restarts: u32,
+    /// How the last child ended: `status N` or `signal N`.
+    pub last_exit: Option<String>,
+    /// Why the server last stopped or failed to start, in words.
+    pub last_error: Option<String>,
+}
+
+impl ServerStatus {
+    /// The status of a server that is configured but never started.
+    pub fn disabled(name: &str) -> ServerStatus {
+        ServerStatus {
+            name: name.to_owned(),
+            state: "disabled".into(),
+            pid: None,
+            sessions: 0,
+            sse_sessions: 0,
+            requests_in_flight: 0,
+            restarts: 0,
+            last_exit: None,
+            last_error: None,
+        }
+    }
 }
 
 pub enum Event {
-    /// A line (or EOF) from the child's stdout.
-    Child(Line),
-    /// The two ends of a child's message that was over the size limit.
-    ChildOversized(child::Oversized),
+    /// A line (or EOF) from the stdout of the child of generation `gen`.
+    Child {
+        gen: u64,
+        line: Line,
+    },
+    /// The two ends of a line over the size limit from the child of
+    /// generation `gen`.
+    ChildOversized {
+        gen: u64,
+        big: child::Oversized,
+    },
     /// GET /sse: a new HTTP+SSE session and its stream.
     OpenSse {
         /// The session id and its stream, or why there is none (503).
@@ -199,6 +249,43 @@ pub struct Config {
     /// Streamable HTTP sessions idle this long are ended (`None`: never).
     pub session_timeout: Option<Duration>,
     pub limits: Limits,
+    pub restart: RestartPolicy,
+    /// Grace after closing the child's stdin, and again after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// When a child that ended is started again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window` before the server counts as failed.
+    pub max_restarts: u32,
+    pub window: Duration,
+    /// The first delay before a restart; each further restart within the
+    /// window doubles it, up to [`RESTART_BACKOFF_CAP`].
+    pub backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before the next restart when `recent` restarts happened
+    /// within the window; `None` when the budget is spent.
+    pub fn delay(&self, recent: u32) -> Option<Duration> {
+        if recent >= self.max_restarts {
+            return None;
+        }
+        let cap = RESTART_BACKOFF_CAP.max(self.backoff);
+        let factor = 1u32 << recent.min(20);
+        Some(self.backoff.saturating_mul(factor).min(cap))
+    }
 }
 
 /// Bounds on what clients can make the router hold (`--max-sessions`,
@@ -227,59 +314,42 @@ impl Default for Limits {
 /// The most time between two sweeps for idle sessions.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How often a slow `initialize` is reported while we wait for it.
-const INIT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Starts the router thread and its child, and waits for the child to
-/// answer the proxy's `initialize`. Returns the router's event sender.
+/// Starts the router thread, which starts the child at once. Returns the
+/// router's event sender without waiting for the child.
 pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
     let (tx, rx) = channel();
-    let (ready_tx, ready_rx) = channel();
     let name = cfg.spec.name.clone();
-    let init_timeout = cfg.init_timeout;
     let router_tx = tx.clone();
     thread::Builder::new()
         .name(format!("router-{name}"))
-        .spawn(move || Router::new(cfg, router_tx).run(rx, ready_tx))
+        .spawn(move || Router::new(cfg, router_tx).run(rx))
         .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
-    let started = std::time::Instant::now();
-    loop {
-        let wait = match init_timeout {
-            Some(t) => t
-                .saturating_sub(started.elapsed())
-                .min(INIT_REPORT_INTERVAL),
-            None => INIT_REPORT_INTERVAL,
-        };
-        match ready_rx.recv_timeout(wait) {
-            Ok(Ok(())) => return Ok(tx),
-            Ok(Err(e)) => return Err(e),
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(format!("server '{name}' stopped before it was ready"))
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if init_timeout.is_some_and(|t| started.elapsed() >= t) {
-                    let (done, finished) = channel();
-                    let _ = tx.send(Event::Shutdown { done });
-                    let _ = finished.recv_timeout(CHILD_GRACE * 3);
-                    return Err(format!(
-                        "server '{name}' did not answer initialize within {} s; check its command, or raise its \"timeout\" in the config file",
-                        init_timeout.map(|t| t.as_secs()).unwrap_or(0)
-                    ));
-                }
-                log::warn!(
-                    "still waiting for server '{name}' to answer initialize ({} s so far)",
-                    started.elapsed().as_secs()
-                );
-            }
-        }
-    }
+    Ok(tx)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// The first child is starting.
     Starting,
     Running,
-    Exited,
+    /// A child ended; the next one is due or initializing.
+    Restarting,
+    /// The restart budget is spent; retried every [`RESTART_BACKOFF_CAP`].
+    Failed,
+    /// The proxy is shutting down.
+    Stopping,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Failed => "failed",
+            State::Stopping => "stopping",
+        }
+    }
 }
 
 /// Where a message for a session goes: its main stream (the HTTP+SSE
@@ -398,8 +468,20 @@ struct Router {
     name: String,
     tx: Sender<Event>,
     state: State,
-    exit_note: String,
+    /// Why the server last stopped or failed to start.
+    last_error: Option<String>,
+    /// `status N` or `signal N` of the last child that ended.
+    last_exit: Option<String>,
     child: Option<ChildProcess>,
+    /// Generation of the current child; lines of older ones are ignored.
+    gen: u64,
+    /// The current child has not answered `initialize` yet.
+    awaiting_init: bool,
+    init_deadline: Option<Instant>,
+    restart_at: Option<Instant>,
+    restarts: u32,
+    /// When the restarts within the window happened.
+    recent_restarts: VecDeque<Instant>,
     stdin: Option<Sender<String>>,
     /// The child's `initialize` result, as the raw text it sent.
     init_result: Option<String>,
@@ -426,8 +508,15 @@ impl Router {
             name,
             tx,
             state: State::Starting,
-            exit_note: String::new(),
+            last_error: None,
+            last_exit: None,
             child: None,
+            gen: 0,
+            awaiting_init: false,
+            init_deadline: None,
+            restart_at: None,
+            restarts: 0,
+            recent_restarts: VecDeque::new(),
             stdin: None,
             init_result: None,
             sessions: HashMap::new(),
@@ -441,20 +530,20 @@ impl Router {
         }
     }
 
-    fn run(mut self, rx: Receiver<Event>, ready: Sender<Result<(), String>>) {
-        let mut ready = Some(ready);
-        if let Err(e) = self.spawn_child() {
-            let _ = ready.take().expect("first use").send(Err(e));
-            return;
-        }
+    fn run(mut self, rx: Receiver<Event>) {
+        self.start_child();
         let sweep_every = self
             .cfg
             .session_timeout
             .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
-        let mut last_sweep = Instant::now();
+        let mut next_sweep = sweep_every.map(|e| Instant::now() + e);
         loop {
-            let ev = match sweep_every {
-                Some(every) => match rx.recv_timeout(every) {
+            let wake = [next_sweep, self.restart_at, self.init_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let ev = match wake {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(ev) => Some(ev),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -464,33 +553,43 @@ impl Router {
                     Err(_) => return,
                 },
             };
-            if let Some(every) = sweep_every {
-                if last_sweep.elapsed() >= every {
-                    last_sweep = Instant::now();
+            let now = Instant::now();
+            if let (Some(at), Some(every)) = (next_sweep, sweep_every) {
+                if now >= at {
+                    next_sweep = Some(now + every);
                     self.end_idle_sessions();
                 }
             }
+            if self.init_deadline.is_some_and(|at| now >= at) {
+                let secs = self.cfg.init_timeout.map_or(0.0, |t| t.as_secs_f64());
+                log::warn!(
+                    "server '{}' is slow to start; if it needs longer (npx and uvx download first), raise --init-timeout or its \"timeout\" in the config file",
+                    self.name
+                );
+                self.child_gone(format!("did not answer initialize within {secs} s"), None);
+            }
+            if self.restart_at.is_some_and(|at| now >= at) {
+                self.restarts += 1;
+                self.recent_restarts.push_back(now);
+                log::info!(
+                    "restarting server '{}' (restart {})",
+                    self.name,
+                    self.restarts
+                );
+                self.start_child();
+            }
             let Some(ev) = ev else { continue };
             match ev {
-                Event::Child(line) => {
-                    self.on_child_line(line);
-                    if let Some(r) = ready.take() {
-                        match self.state {
-                            State::Running => {
-                                let _ = r.send(Ok(()));
-                            }
-                            State::Exited => {
-                                let _ = r.send(Err(format!(
-                                    "server '{}' {} before answering initialize",
-                                    self.name, self.exit_note
-                                )));
-                                return;
-                            }
-                            State::Starting => ready = Some(r),
-                        }
+                Event::Child { gen, line } => {
+                    if gen == self.gen {
+                        self.on_child_line(line);
                     }
                 }
-                Event::ChildOversized(big) => self.on_child_oversized(big),
+                Event::ChildOversized { gen, big } => {
+                    if gen == self.gen {
+                        self.on_child_oversized(big);
+                    }
+                }
                 Event::OpenSse { reply } => {
                     if let Err(e) = self.room_for_session() {
                         let _ = reply.send(Err(e));
@@ -532,7 +631,7 @@ impl Router {
                     let _ = reply.send(self.status());
                 }
                 Event::Shutdown { done } => {
-                    self.shutdown_child();
+                    self.shutdown();
                     let _ = done.send(());
                     return;
                 }
@@ -542,11 +641,22 @@ impl Router {
 
     // ---- the child ----
 
+    /// Starts a child and sends it our `initialize`; a failure to start
+    /// counts as an attempt that failed.
+    fn start_child(&mut self) {
+        self.restart_at = None;
+        if let Err(e) = self.spawn_child() {
+            self.child_gone(e, None);
+        }
+    }
+
     fn spawn_child(&mut self) -> Result<(), String> {
         let (proc_, pipes) = child::spawn(&self.cfg.spec).map_err(|e| e.to_string())?;
         let name = self.name.clone();
         let (in_tx, in_rx) = channel::<String>();
         let tx = self.tx.clone();
+        self.gen += 1;
+        let gen = self.gen;
         let big_tx = self.tx.clone();
         let started = child::spawn_stdin_writer(&name, pipes.stdin, in_rx)
             .and_then(|_| child::spawn_stderr_drain(&name, pipes.stderr))
@@ -555,8 +665,8 @@ impl Router {
                     &name,
                     pipes.stdout,
                     self.cfg.max_message_bytes,
-                    move |line| tx.send(Event::Child(line)).is_ok(),
-                    move |big| big_tx.send(Event::ChildOversized(big)).is_ok(),
+                    move |line| tx.send(Event::Child { gen, line }).is_ok(),
+                    move |big| big_tx.send(Event::ChildOversized { gen, big }).is_ok(),
                 )
             });
         if let Err(e) = started {
@@ -568,7 +678,8 @@ impl Router {
         log::info!("server '{name}' started, pid {}", proc_.pid);
         self.child = Some(proc_);
         self.stdin = Some(in_tx);
-        self.state = State::Starting;
+        self.awaiting_init = true;
+        self.init_deadline = self.cfg.init_timeout.map(|t| Instant::now() + t);
         let init = json!({
             "jsonrpc": "2.0",
             "id": INIT_ID,
@@ -589,11 +700,19 @@ impl Router {
         }
     }
 
-    fn shutdown_child(&mut self) {
+    /// The proxy is stopping: every request in flight or waiting gets an
+    /// error, every session ends (so its streams end), and the child is
+    /// shut down gracefully.
+    fn shutdown(&mut self) {
+        self.state = State::Stopping;
+        self.restart_at = None;
+        self.init_deadline = None;
+        self.fail_requests("mcp-proxy is shutting down");
+        self.sessions.clear();
         // Dropping the only sender ends the stdin pump, which closes the pipe.
         self.stdin = None;
         if let Some(mut c) = self.child.take() {
-            let status = c.shutdown(CHILD_GRACE);
+            let status = c.shutdown(self.cfg.shutdown_grace);
             log::info!("server '{}' stopped: {:?}", self.name, status);
         }
     }
@@ -660,10 +779,7 @@ impl Router {
         }
     }
 
-    /// The child closed its stdout: it is gone. Every request in flight is
-    /// answered now, and later ones fail at once. A restart policy belongs
-    /// at the end of this function: `spawn_child` starts and initializes a
-    /// new child, and requests arriving meanwhile wait in `pending`.
+    /// The child closed its stdout: it is gone.
     fn on_child_exit(&mut self) {
         let status = self.child.as_mut().and_then(|c| {
             // The pipe closes a moment before the process is reapable.
@@ -675,25 +791,54 @@ impl Router {
             }
             None
         });
-        self.exit_note = match status {
-            Some(s) => match s.code() {
-                Some(c) => format!("exited with status {c}"),
-                None => format!("was killed ({s})"),
+        let (note, exit) = match status {
+            Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(c), _) => (format!("exited with status {c}"), format!("status {c}")),
+                (None, Some(sig)) => (
+                    format!("was killed by signal {sig}"),
+                    format!("signal {sig}"),
+                ),
+                _ => (format!("ended ({s})"), s.to_string()),
             },
-            None => "closed its stdout".into(),
+            None => ("closed its stdout".to_owned(), "unknown".to_owned()),
         };
-        log::error!("server '{}' {}", self.name, self.exit_note);
-        self.state = State::Exited;
-        self.stdin = None;
-        if let Some(mut c) = self.child.take() {
-            // Reap it and anything left in its group.
-            c.signal_group(libc::SIGKILL);
-            let _ = c.try_wait();
+        let note = if self.awaiting_init {
+            format!("{note} before answering initialize")
+        } else {
+            note
+        };
+        self.child_gone(note, Some(exit));
+    }
+
+    /// The current child is gone or given up on (`why`, for logs, errors
+    /// and /status): anything left of it is killed, every request in flight
+    /// or waiting gets an error at once, and a restart is scheduled.
+    fn child_gone(&mut self, why: String, exit: Option<String>) {
+        log::error!("server '{}' {why}", self.name);
+        self.last_error = Some(why.clone());
+        if exit.is_some() {
+            self.last_exit = exit;
         }
-        let msg = format!("server '{}' {}", self.name, self.exit_note);
+        self.awaiting_init = false;
+        self.init_deadline = None;
+        self.stdin = None;
+        // Later lines of this child are stale.
+        self.gen += 1;
+        if let Some(c) = self.child.take() {
+            // Dropping it kills what is left of its group and reaps it.
+            drop(c);
+        }
+        self.fail_requests(&format!("server '{}' {why}", self.name));
+        if self.state != State::Stopping {
+            self.schedule_restart();
+        }
+    }
+
+    /// Answers every request in flight and every waiting one with `msg`.
+    fn fail_requests(&mut self, msg: &str) {
         let ids: Vec<u64> = self.inflight.keys().copied().collect();
         for up in ids {
-            self.answer_error(up, jsonrpc::INTERNAL_ERROR, &msg);
+            self.answer_error(up, jsonrpc::INTERNAL_ERROR, msg);
         }
         self.progress.clear();
         self.server_requests.clear();
@@ -701,10 +846,44 @@ impl Router {
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
             if let Some(id) = m.id() {
-                let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, msg, None);
                 self.deliver_response(&sid, route, line);
             }
         }
+    }
+
+    fn schedule_restart(&mut self) {
+        let now = Instant::now();
+        let policy = self.cfg.restart;
+        while self
+            .recent_restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.window)
+        {
+            self.recent_restarts.pop_front();
+        }
+        let recent = self.recent_restarts.len() as u32;
+        let delay = match policy.delay(recent) {
+            Some(d) => {
+                if self.state != State::Failed {
+                    self.state = State::Restarting;
+                }
+                d
+            }
+            None => {
+                if self.state != State::Failed {
+                    log::error!(
+                        "server '{}' failed: {recent} restarts within {} s; retrying every {} s",
+                        self.name,
+                        policy.window.as_secs_f64(),
+                        RESTART_BACKOFF_CAP.max(policy.backoff).as_secs_f64()
+                    );
+                }
+                self.state = State::Failed;
+                RESTART_BACKOFF_CAP.max(policy.backoff)
+            }
+        };
+        self.restart_at = Some(now + delay);
     }
 
     fn on_child_message(&mut self, m: Message) {
@@ -724,7 +903,7 @@ impl Router {
             );
             return;
         };
-        if up == INIT_ID && self.state == State::Starting {
+        if up == INIT_ID && self.awaiting_init {
             return self.on_init_result(m);
         }
         if self.internal.remove(&up) {
@@ -752,11 +931,12 @@ impl Router {
 
     fn on_init_result(&mut self, m: Message) {
         if m.is_error() {
-            log::error!("server '{}' refused initialize: {}", self.name, m.raw());
-            self.exit_note = format!("refused initialize ({})", m.value()["error"]);
-            self.state = State::Exited;
-            return;
+            let why = format!("refused initialize ({})", m.value()["error"]);
+            return self.child_gone(why, None);
         }
+        self.awaiting_init = false;
+        self.init_deadline = None;
+        let restarted = self.init_result.is_some();
         self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
         self.state = State::Running;
@@ -764,9 +944,53 @@ impl Router {
         // Re-establish what sessions asked for (after a restart).
         self.child_log_level = None;
         self.sync_log_level();
+        let mut uris: Vec<String> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.subs.iter().cloned())
+            .collect();
+        uris.sort();
+        uris.dedup();
+        for uri in uris {
+            let up = self.fresh_id();
+            self.internal.insert(up);
+            let line = json!({"jsonrpc": "2.0", "id": up, "method": "resources/subscribe", "params": {"uri": uri}});
+            self.send_child(line.to_string());
+        }
+        if restarted {
+            // What the new child offers may differ from the old one's.
+            let caps = self
+                .init_result
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                .map(|v| v["capabilities"].clone())
+                .unwrap_or(Value::Null);
+            for kind in ["tools", "prompts", "resources"] {
+                if caps.get(kind).is_some() {
+                    let line = format!(
+                        r#"{{"jsonrpc":"2.0","method":"notifications/{kind}/list_changed"}}"#
+                    );
+                    self.broadcast(&line);
+                }
+            }
+        }
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
-            self.forward_request(&sid, m, route);
+            if m.method() == Some("initialize") {
+                self.session_request(&sid, m, route);
+            } else {
+                self.forward_request(&sid, m, route);
+            }
+        }
+    }
+
+    /// Sends a server-wide notification to every session.
+    fn broadcast(&mut self, line: &str) {
+        let targets: Vec<String> = self.sessions.keys().cloned().collect();
+        for sid in targets {
+            if let Some(route) = self.unrelated_route(&sid, false) {
+                self.deliver(&sid, route, line.to_owned(), false);
+            }
         }
     }
 
@@ -927,15 +1151,8 @@ impl Router {
                     }
                 }
             }
-            _ => {
-                // list_changed and anything else server-wide: every session.
-                let targets: Vec<String> = self.sessions.keys().cloned().collect();
-                for sid in targets {
-                    if let Some(route) = self.unrelated_route(&sid, false) {
-                        self.deliver(&sid, route, m.raw().to_owned(), false);
-                    }
-                }
-            }
+            // list_changed and anything else server-wide: every session.
+            _ => self.broadcast(m.raw()),
         }
     }
 
@@ -1184,6 +1401,18 @@ impl Router {
         let id = m.id().expect("a request has an id").to_owned();
         match m.method().unwrap_or("") {
             "initialize" => {
+                // Answered from the child's own result, so before the first
+                // child has answered, the session waits for it.
+                if self.init_result.is_none() {
+                    if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+                        let line =
+                            jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
+                        return self.deliver_response(sid, route, line);
+                    }
+                    if self.init_result.is_none() {
+                        return;
+                    }
+                }
                 let reply = self.initialize_reply(sid, &m, &id);
                 self.deliver_response(sid, route, reply);
             }
@@ -1243,14 +1472,12 @@ impl Router {
 
     fn forward_request(&mut self, sid: &str, m: Message, route: Route) {
         let id = m.id().expect("a request has an id").to_owned();
-        match self.state {
-            State::Starting => return self.pending.push((sid.to_owned(), m, route)),
-            State::Exited => {
-                let msg = format!("server '{}' is not running ({})", self.name, self.exit_note);
-                let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
-                return self.deliver_response(sid, route, line);
-            }
-            State::Running => {}
+        if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+            let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
+            return self.deliver_response(sid, route, line);
+        }
+        if self.state != State::Running {
+            return;
         }
         let up = self.fresh_id();
         let mut out = m.with_id(&up.to_string());
@@ -1273,6 +1500,38 @@ impl Router {
             },
         );
         self.send_child(out.into_raw());
+    }
+
+    /// While the child (re)starts, a request waits for it (`None` returned,
+    /// the request kept in `pending`); a failed or stopping server, or too
+    /// many waiting requests, refuse it (the error message returned).
+    /// `None` with the state `Running`: go ahead.
+    fn hold_or_refuse(&mut self, sid: &str, m: &Message, route: Route) -> Option<String> {
+        let why = || {
+            self.last_error
+                .as_deref()
+                .map(|e| format!(": it {e}"))
+                .unwrap_or_default()
+        };
+        match self.state {
+            State::Running => None,
+            State::Starting | State::Restarting if self.pending.len() < MAX_PENDING => {
+                self.pending.push((sid.to_owned(), m.clone(), route));
+                None
+            }
+            State::Starting | State::Restarting => Some(format!(
+                "server '{}' is {} and {MAX_PENDING} requests are already waiting for it; try again later",
+                self.name,
+                self.state.name()
+            )),
+            State::Failed => Some(format!(
+                "server '{}' has failed{}; mcp-proxy retries it every {} s",
+                self.name,
+                why(),
+                RESTART_BACKOFF_CAP.max(self.cfg.restart.backoff).as_secs_f64()
+            )),
+            State::Stopping => Some("mcp-proxy is shutting down".into()),
+        }
     }
 
     fn initialize_reply(&mut self, sid: &str, m: &Message, id: &str) -> String {
@@ -1680,14 +1939,9 @@ impl Router {
     }
 
     fn status(&self) -> ServerStatus {
-        let state = match self.state {
-            State::Starting => "starting".to_owned(),
-            State::Running => "running".to_owned(),
-            State::Exited => format!("exited: {}", self.exit_note),
-        };
         ServerStatus {
             name: self.name.clone(),
-            state,
+            state: self.state.name().to_owned(),
             pid: self.child.as_ref().map(|c| c.pid),
             sessions: self
                 .sessions
@@ -1700,6 +1954,9 @@ impl Router {
                 .filter(|s| s.transport == Transport::Sse)
                 .count(),
             requests_in_flight: self.inflight.len(),
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            last_error: self.last_error.clone(),
         }
     }
 }
@@ -1731,6 +1988,67 @@ mod tests {
     }
 
     #[test]
+    fn restart_backoff_doubles_up_to_the_cap_then_the_budget_ends() {
+        let p = RestartPolicy {
+            max_restarts: 3,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_secs(10),
+        };
+        let d: Vec<_> = (0..4).map(|n| p.delay(n)).collect();
+        assert_eq!(
+            d,
+            [
+                Some(Duration::from_secs(10)),
+                Some(Duration::from_secs(20)),
+                Some(RESTART_BACKOFF_CAP),
+                None
+            ]
+        );
+        let never = RestartPolicy {
+            max_restarts: 0,
+            ..p
+        };
+        assert_eq!(never.delay(0), None);
+    }
+
+    #[test]
+    fn requests_wait_during_a_restart_and_fail_at_once_when_failed() {
+        let call = |id: usize| {
+            Message::parse(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#
+            ))
+            .expect("valid request")
+        };
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Restarting;
+        for id in 0..MAX_PENDING {
+            r.forward_request("a", call(id), Route::Main);
+        }
+        assert_eq!(r.pending.len(), MAX_PENDING);
+        assert!(rx.try_recv().is_err(), "nothing answered while waiting");
+        r.forward_request("a", call(MAX_PENDING), Route::Main);
+        let refused = rx.try_recv().expect("one too many is refused");
+        assert!(refused.data.contains("already waiting"), "{}", refused.data);
+        // The attempt fails: every waiting request gets the reason.
+        r.fail_requests("server 't' exited with status 3");
+        assert!(r.pending.is_empty());
+        let first = rx
+            .try_recv()
+            .expect("the waiting requests are answered")
+            .data;
+        assert!(first.contains("exited with status 3"), "{first}");
+        let mut r = router();
+        let rx = add(&mut r, "a", NONE, 0);
+        r.state = State::Failed;
+        r.last_error = Some("exited with status 3".into());
+        r.forward_request("a", call(1), Route::Main);
+        let e = rx.try_recv().expect("refused at once").data;
+        assert!(e.contains("'t' has failed: it exited with status 3"), "{e}");
+        assert!(r.pending.is_empty() && r.inflight.is_empty());
+    }
+
+    #[test]
     fn truncates_on_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
@@ -1753,6 +2071,8 @@ mod tests {
                 init_timeout: None,
                 session_timeout: None,
                 limits: Limits::default(),
+                restart: RestartPolicy::default(),
+                shutdown_grace: CHILD_GRACE,
             },
             tx,
         );

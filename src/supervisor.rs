@@ -19,6 +19,11 @@
 //! - a signalfd: SIGTERM/SIGINT/SIGHUP are forwarded to group H, and
 //!   SIGUSR2 means "SIGKILL group H now" (the proxy's hard kill).
 //!
+//! The supervisor's own death signal (`PR_SET_PDEATHSIG`, set by child.rs)
+//! is that same SIGUSR2, not SIGKILL: a supervisor killed together with the
+//! proxy could not clean up group H, and the server's grandchildren would
+//! survive.
+//!
 //! The supervisor uses no allocation-heavy machinery and never exits before
 //! its server has been reaped, so the proxy's view of the child stays exact.
 

@@ -446,17 +446,13 @@ fn a_small_stream_queue_drops_a_client_that_does_not_read() {
     drop(stalled);
 }
 
-/// KNOWN GAP, ignored: tiny_http reads a request head with no size limit
-/// and no timeout, and its worker pool can queue a new connection behind
-/// busy workers (it counts a woken worker as idle until the worker runs).
-/// A burst of connections that trickle their heads therefore can stall a
-/// well-behaved client that connects right after them. The fix is our own
-/// accept loop in front (head limit and read timeout per socket), as the
-/// demo server's HTTP mode does; run with `--ignored` to see the gap.
+/// Slowloris: clients that trickle their heads (and one its body) hold a
+/// connection thread each but never stall anyone else, and a head that does
+/// not finish within --header-timeout gets 408 and is closed
+/// (vendor/tiny_http/PATCHED.md, change 3).
 #[test]
-#[ignore = "known gap: tiny_http has no head timeout; see the comment"]
 fn a_client_that_trickles_its_request_does_not_block_others() {
-    let p = Proxy::start(&[]);
+    let p = Proxy::start(&["--header-timeout", "2"]);
     let host = host_of(&p.url);
     // Ten clients send half a head and then one byte now and then.
     let mut slow = Vec::new();
@@ -478,8 +474,46 @@ fn a_client_that_trickles_its_request_does_not_block_others() {
         let (status, _) = open_streamable(&p.url);
         assert_eq!(status, 200, "round {round}: others are served");
     }
+    // Past the timeout the trickling heads are cut off with 408.
+    let mut s = slow.pop().unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut out = Vec::new();
+    let r = std::io::Read::read_to_end(&mut s, &mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?} {r:?}");
+    // The stalled body gets 408 too instead of holding its thread.
+    body_slow.set_read_timeout(Some(WAIT)).unwrap();
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut body_slow, &mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
     drop(slow);
-    drop(body_slow);
+}
+
+/// A header line that never ends costs at most --max-header-size: the
+/// proxy answers 431 and closes instead of buffering it.
+#[test]
+fn an_endless_header_line_gets_431_without_being_buffered() {
+    let p = Proxy::start(&["--max-header-size", "8192"]);
+    let mut s = TcpStream::connect(host_of(&p.url)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nX-Endless: ")
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    // Up to 64 MiB; the proxy stops reading long before.
+    for _ in 0..1024 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{:?}",
+        &out[..out.len().min(200)]
+    );
+    let (status, _) = open_streamable(&p.url);
+    assert_eq!(status, 200);
 }
 
 /// A client that stops reading its SSE stream with the TCP window full
@@ -495,4 +529,35 @@ fn a_stalled_reader_is_dropped_after_the_write_timeout() {
         s["active_sse_connections"] == 0
     });
     drop(stalled);
+}
+
+/// --header-timeout bounds heads, not exchanges: an SSE stream and a slow
+/// call held open longer than it still deliver.
+#[test]
+fn streams_and_slow_calls_outlive_the_header_timeout() {
+    let p = Proxy::start(&["--header-timeout", "1"]);
+    let mut legacy = Session::open(&p.url, Kind::Legacy, "legacy", json!({}));
+    let mut get = Session::open(
+        &p.url,
+        Kind::Streamable {
+            version: "2025-06-18",
+            json_only: true,
+            get: true,
+        },
+        "get",
+        json!({}),
+    );
+    legacy.post(&tool(json!(2), "slow", json!({"ms": 2500})));
+    get.post(&tool(json!(3), "slow", json!({"ms": 2500})));
+    assert_eq!(text_of(&legacy.recv_response(&json!(2))), "slept 2500 ms");
+    assert_eq!(text_of(&get.recv_response(&json!(3))), "slept 2500 ms");
+    // Both sessions' streams are still there after the quiet time.
+    get.post(&tool(
+        json!(4),
+        "log",
+        json!({"level": "info", "text": "later"}),
+    ));
+    get.recv_response(&json!(4));
+    legacy.post(&tool(json!(5), "echo", json!({"text": "later"})));
+    assert_eq!(text_of(&legacy.recv_response(&json!(5))), "later");
 }

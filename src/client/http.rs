@@ -1,18 +1,20 @@
 //! The HTTP side of client mode: one ureq agent (rustls, the `--verify-ssl`
 //! choice), the headers every request carries (`-H`, `API_ACCESS_TOKEN`,
-//! Basic auth), and the pure pieces the links share: URL resolution and the
+//! Basic auth, an OAuth2 client-credentials token fetched through the same
+//! agent and renewed before it expires), and the pure pieces the links share: URL resolution and the
 //! same-origin rule for the HTTP+SSE `endpoint`, capped exponential backoff,
 //! and an SSE body reader bounded by the message size limit.
 //!
 //! No threads of its own. Header *values* are never logged, only names:
 //! any of them may be a secret.
 
+use super::digest::Challenge;
 use crate::cli::{Args, VerifySsl};
 use crate::sse;
 use std::fmt;
 use std::io::Read;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long a TCP (and TLS) connect may take before the remote counts as
 /// unreachable.
@@ -20,6 +22,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and largest wait between reconnection attempts.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// An OAuth2 token is renewed this long before it expires (as upstream).
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// Lifetime assumed when the token endpoint gives no `expires_in`.
+const TOKEN_DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest token endpoint reply we read.
+const TOKEN_REPLY_BYTES: usize = 64 * 1024;
 /// Read size for SSE bodies.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -38,7 +46,23 @@ pub struct Remote {
     agent: ureq::Agent,
     /// Sent on every request, in order; auth last so it wins.
     headers: Vec<(String, String)>,
+    oauth: Option<OAuthState>,
+    digest: Option<DigestState>,
     pub max_message_bytes: usize,
+}
+
+struct DigestState {
+    user: String,
+    password: String,
+    /// The last challenge and how many times its nonce has been used.
+    challenge: Mutex<Option<(Challenge, u32)>>,
+}
+
+struct OAuthState {
+    cfg: crate::cli::OAuth,
+    /// The token and when to renew it. Held while fetching, so concurrent
+    /// requests wait for one fetch instead of starting their own.
+    token: Mutex<Option<(String, Instant)>>,
 }
 
 pub type Response = ureq::http::Response<ureq::Body>;
@@ -91,11 +115,123 @@ impl Remote {
         Ok(Arc::new(Remote {
             agent,
             headers: request_headers(args),
+            oauth: args.oauth.clone().map(|cfg| OAuthState {
+                cfg,
+                token: Mutex::new(None),
+            }),
+            digest: args
+                .digest
+                .then(|| match (&args.username, &args.password) {
+                    (Some(u), Some(p)) => Some(DigestState {
+                        user: u.clone(),
+                        password: p.clone(),
+                        challenge: Mutex::new(None),
+                    }),
+                    _ => None,
+                })
+                .flatten(),
             max_message_bytes: args.max_message_bytes,
         }))
     }
 
-    /// One request. `extra` headers come after the configured ones.
+    /// The Digest `Authorization` for a request, if a challenge is known.
+    fn digest_header(&self, method: &str, url: &str) -> Option<String> {
+        let d = self.digest.as_ref()?;
+        let mut c = d.challenge.lock().unwrap_or_else(|e| e.into_inner());
+        let (challenge, nc) = c.as_mut()?;
+        *nc += 1;
+        Some(challenge.authorization(
+            &d.user,
+            &d.password,
+            method,
+            &request_target(url),
+            *nc,
+            &crate::util::random_hex(8),
+        ))
+    }
+
+    /// Takes a Digest challenge from a 401; true when it is one we can answer.
+    fn take_challenge(&self, res: &Response) -> bool {
+        let Some(d) = &self.digest else {
+            return false;
+        };
+        let found = res
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Challenge::parse);
+        match found {
+            Some(ch) => {
+                *d.challenge.lock().unwrap_or_else(|e| e.into_inner()) = Some((ch, 0));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The current OAuth2 access token, fetched or renewed as needed.
+    fn bearer(&self) -> Result<Option<String>, String> {
+        let Some(o) = &self.oauth else {
+            return Ok(None);
+        };
+        let mut cached = o.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((t, renew_at)) = &*cached {
+            if Instant::now() < *renew_at {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let (token, lifetime) = self.fetch_token(&o.cfg)?;
+        let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN);
+        *cached = Some((token.clone(), renew_at));
+        Ok(Some(token))
+    }
+
+    /// RFC 6749 §4.4: client credentials grant, client authenticated with
+    /// HTTP Basic. Same agent, so `--verify-ssl` applies here too.
+    fn fetch_token(&self, cfg: &crate::cli::OAuth) -> Result<(String, Duration), String> {
+        let url = display_url(&cfg.token_url);
+        let fail = |why: String| format!("could not get an OAuth2 token from {url}: {why}");
+        let basic = format!(
+            "Basic {}",
+            base64(format!("{}:{}", cfg.client_id, cfg.client_secret).as_bytes())
+        );
+        log::debug!("POST {url} (OAuth2 client credentials)");
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&cfg.token_url)
+            .header("Authorization", basic)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body("grant_type=client_credentials".to_owned())
+            .map_err(|e| fail(e.to_string()))?;
+        let res = self.agent.run(req).map_err(|e| fail(describe(&e)))?;
+        let status = res.status().as_u16();
+        let body = read_body(res, TOKEN_REPLY_BYTES).map_err(fail)?;
+        if !(200..300).contains(&status) {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|_| fail("the reply is not JSON".into()))?;
+        let token = v["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| fail("the reply has no access_token".into()))?;
+        let lifetime = v["expires_in"]
+            .as_u64()
+            .map(Duration::from_secs)
+            .unwrap_or(TOKEN_DEFAULT_LIFETIME);
+        Ok((token.to_owned(), lifetime))
+    }
+
+    fn forget_token(&self) {
+        if let Some(o) = &self.oauth {
+            *o.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// One request. `extra` headers come after the configured ones. With
+    /// `--digest`, a 401 carrying a Digest challenge is answered once.
     pub fn send(
         &self,
         method: &str,
@@ -103,9 +239,36 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
+        let res = self.attempt(method, url, extra, body, self.digest_header(method, url))?;
+        if res.status().as_u16() == 401 && self.take_challenge(&res) {
+            log::debug!(
+                "{method} {}: answering a Digest challenge",
+                display_url(url)
+            );
+            return self.attempt(method, url, extra, body, self.digest_header(method, url));
+        }
+        Ok(res)
+    }
+
+    fn attempt(
+        &self,
+        method: &str,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: Option<&str>,
+        digest: Option<String>,
+    ) -> Result<Response, String> {
+        let bearer = self.bearer()?;
+        let auth = bearer.map(|t| format!("Bearer {t}")).or(digest);
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in &self.headers {
+            if auth.is_some() && k.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
             b = b.header(k.as_str(), v.as_str());
+        }
+        if let Some(a) = &auth {
+            b = b.header("Authorization", a.as_str());
         }
         for (k, v) in extra {
             b = b.header(*k, *v);
@@ -114,6 +277,8 @@ impl Remote {
             .headers
             .iter()
             .map(|(k, _)| k.as_str())
+            .filter(|k| auth.is_none() || !k.eq_ignore_ascii_case("authorization"))
+            .chain(auth.as_ref().map(|_| "Authorization"))
             .chain(extra.iter().map(|(k, _)| *k))
             .collect();
         log::debug!(
@@ -133,8 +298,27 @@ impl Remote {
         };
         if let Ok(r) = &res {
             log::debug!("{method} {} -> {}", display_url(url), r.status().as_u16());
+            if r.status().as_u16() == 401 {
+                // Revoked or expired early: the next request fetches anew.
+                self.forget_token();
+            }
         }
         res
+    }
+}
+
+/// The request target of an absolute URL: its path and query.
+fn request_target(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let t = match rest.find(['/', '?']) {
+        Some(i) => &rest[i..],
+        None => "/",
+    };
+    let t = t.split('#').next().unwrap_or("/");
+    if t.starts_with('?') {
+        format!("/{t}")
+    } else {
+        t.to_owned()
     }
 }
 
@@ -150,7 +334,7 @@ pub fn request_headers(args: &Args) -> Vec<(String, String)> {
     if let Some(t) = &args.access_token {
         set_auth(&mut h, format!("Bearer {t}"));
     }
-    if let (Some(u), Some(p)) = (&args.username, &args.password) {
+    if let (Some(u), Some(p), false) = (&args.username, &args.password, args.digest) {
         set_auth(
             &mut h,
             format!("Basic {}", base64(format!("{u}:{p}").as_bytes())),
@@ -473,6 +657,13 @@ mod tests {
             Some(("http".into(), "[::1]".into(), 9))
         );
         assert_eq!(origin("ftp://h/x"), None);
+    }
+
+    #[test]
+    fn request_targets_are_path_and_query() {
+        assert_eq!(request_target("http://h:1/mcp?a=1#f"), "/mcp?a=1");
+        assert_eq!(request_target("https://h"), "/");
+        assert_eq!(request_target("http://h?x"), "/?x");
     }
 
     #[test]

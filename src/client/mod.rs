@@ -25,6 +25,7 @@
 //! Exit: 0 when stdin closes (after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
 
+pub mod digest;
 mod http;
 mod sse_link;
 mod streamable;
@@ -51,6 +52,10 @@ const EOF_GRACE: Duration = Duration::from_secs(5);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts to resume one broken reply stream before giving up on it.
 const MAX_RESUMES: u32 = 5;
+/// Longest wait for a session to come up (the endpoint event, the reply to
+/// the handshake) before the remote counts as down; queued requests wait
+/// at most this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where `retry` is absent: wait before reopening a dropped GET stream.
 const DEFAULT_RETRY: Duration = Duration::from_millis(100);
 
@@ -160,6 +165,9 @@ enum Timer {
         last_id: Option<String>,
         attempt: u32,
     },
+    Handshake {
+        gen: u64,
+    },
     EofGrace,
 }
 
@@ -185,6 +193,9 @@ struct Router {
     inflight: HashMap<String, String>,
     queue: VecDeque<Message>,
     posts: usize,
+    /// Cancelled requests whose POST may never end (the server owes no
+    /// reply after a cancel): no longer counted in `posts`.
+    detached: std::collections::HashSet<String>,
     backlog: VecDeque<PostJob>,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
@@ -244,6 +255,7 @@ pub fn run(args: &Args) -> ExitCode {
         inflight: HashMap::new(),
         queue: VecDeque::new(),
         posts: 0,
+        detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
         timers: Vec::new(),
         backoff: Backoff::default(),
@@ -413,7 +425,6 @@ impl Router {
             (Kind::Request, Some("initialize")) => {
                 self.init = Some(m.clone());
                 self.initialized = None;
-                self.queue.clear();
                 self.inflight.insert(
                     m.id().expect("requests have ids").to_owned(),
                     "initialize".into(),
@@ -423,6 +434,17 @@ impl Router {
             }
             (Kind::Notification, Some("notifications/initialized")) => {
                 self.initialized = Some(m.clone());
+            }
+            (Kind::Notification, Some("notifications/cancelled")) => {
+                // The client expects no reply any more, and the server owes
+                // none (a late one is dropped): stop waiting for it, and do
+                // not let a POST that may never end hold a slot.
+                if let Some(id) = m.get_raw(&["params", "requestId"]) {
+                    if self.inflight.remove(id).is_some() && self.link != Link::Sse {
+                        self.posts = self.posts.saturating_sub(1);
+                        self.detached.insert(id.to_owned());
+                    }
+                }
             }
             _ => {}
         }
@@ -469,11 +491,17 @@ impl Router {
             msg: m,
             hidden: false,
             probe: false,
-            with_session: self.session.session_id.is_some(),
+            with_session: self.has_session(),
         });
         if open_get {
             self.open_get(None);
         }
+    }
+
+    /// Whether requests now carry a session, so that 404 means it is gone:
+    /// an `Mcp-Session-Id`, or the HTTP+SSE endpoint (which names one).
+    fn has_session(&self) -> bool {
+        self.session.session_id.is_some() || (self.link == Link::Sse && self.endpoint.is_some())
     }
 
     fn post(&mut self, job: PostJob) {
@@ -527,6 +555,12 @@ impl Router {
             probe: self.link == Link::Unknown,
             with_session: false,
         });
+        if self.link == Link::Sse || job.is_some() {
+            self.timers.push((
+                Instant::now() + HANDSHAKE_TIMEOUT,
+                Timer::Handshake { gen: self.gen },
+            ));
+        }
         match self.link {
             Link::Sse => {
                 self.phase = Phase::Connecting;
@@ -577,13 +611,9 @@ impl Router {
             .push((Instant::now() + delay, Timer::Reconnect { gen: self.gen }));
     }
 
-    /// Errors for every request in flight, queued or waiting for a POST slot.
+    /// Errors for every request in flight, queued or waiting for a POST
+    /// slot: exactly one error per request.
     fn fail_all(&mut self, cause: &str) {
-        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
-        ids.sort();
-        for id in ids {
-            self.fail(&id, cause);
-        }
         let waiting: Vec<Message> = self
             .queue
             .drain(..)
@@ -599,10 +629,15 @@ impl Router {
                 {
                     continue;
                 }
-                let line = self.error_line(id, cause);
                 self.inflight.remove(id);
+                let line = self.error_line(id, cause);
                 self.write(line);
             }
+        }
+        let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            self.fail(&id, cause);
         }
     }
 
@@ -697,7 +732,7 @@ impl Router {
                         msg: n,
                         hidden: true,
                         probe: false,
-                        with_session: self.session.session_id.is_some(),
+                        with_session: self.has_session(),
                     });
                     self.open_get(None);
                 }
@@ -717,7 +752,11 @@ impl Router {
     }
 
     fn posted(&mut self, gen: u64, job: PostJob, outcome: Outcome) {
-        self.posts = self.posts.saturating_sub(1);
+        let detached = job.msg.kind() == Kind::Request
+            && job.msg.id().is_some_and(|id| self.detached.remove(id));
+        if !detached {
+            self.posts = self.posts.saturating_sub(1);
+        }
         if self.link != Link::Sse {
             if let Some(next) = self.backlog.pop_front() {
                 self.post(next);
@@ -1014,6 +1053,15 @@ impl Router {
                         );
                     }
                 }
+                Timer::Handshake { gen } => {
+                    if gen == self.gen && matches!(self.phase, Phase::Connecting | Phase::Handshake)
+                    {
+                        self.go_down(format!(
+                            "did not complete the session handshake within {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ));
+                    }
+                }
                 Timer::EofGrace => {
                     if !self.inflight.is_empty() {
                         log::warn!(
@@ -1072,6 +1120,23 @@ impl Router {
     }
 }
 
+/// Messages from the remote: one, or a 2025-03-26 batch (JSON-RPC
+/// arrays), whose elements are forwarded one by one. Invalid elements of a
+/// batch are logged and skipped.
+pub(crate) fn parse_remote(text: &str) -> Result<Vec<Message>, String> {
+    match Message::parse_batch(text) {
+        Ok(Some(items)) => Ok(items
+            .into_iter()
+            .filter_map(|m| {
+                m.map_err(|e| log::warn!("the remote sent a batch element that is not a JSON-RPC message ({e}); dropped"))
+                    .ok()
+            })
+            .collect()),
+        Ok(None) => Message::parse(text).map(|m| vec![m]).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// ": <first line of the body>" for error messages, bounded.
 fn excerpt(body: &str) -> String {
     const MAX_CHARS: usize = 200;
@@ -1102,6 +1167,23 @@ mod tests {
         assert!(!fallback_status(401, Some("2024-11-05")));
         assert!(!fallback_status(500, Some("2024-11-05")));
         assert!(!fallback_status(200, None));
+    }
+
+    #[test]
+    fn remote_batches_are_split() {
+        let v = parse_remote(
+            r#"[{"jsonrpc":"2.0","method":"a"}, 7, {"jsonrpc":"2.0","id":1,"result":{}}]"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].raw(), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert_eq!(
+            parse_remote(r#" {"jsonrpc":"2.0","method":"b"} "#)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(parse_remote("not json").is_err());
     }
 
     #[test]

@@ -47,9 +47,11 @@ pub fn spawn_stream(remote: Arc<Remote>, url: String, gen: u64, tx: Sender<Event
                             }
                             let _ = tx.send(Event::Endpoint { gen, data: e.data });
                         }
-                        sse::Item::Event(e) if e.event == "message" => match Message::parse(&e.data) {
-                            Ok(m) => {
-                                let _ = tx.send(Event::Remote { gen, msg: m });
+                        sse::Item::Event(e) if e.event == "message" => match super::parse_remote(&e.data) {
+                            Ok(msgs) => {
+                                for m in msgs {
+                                    let _ = tx.send(Event::Remote { gen, msg: m });
+                                }
                             }
                             Err(err) => log::warn!(
                                 "the remote sent an event that is not a JSON-RPC message ({err}); dropped"

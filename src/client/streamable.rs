@@ -113,18 +113,8 @@ fn reply(
         answered |= m.kind() == Kind::Response && m.id() == Some(req_id);
         let _ = tx.send(Event::Remote { gen, msg: m });
     };
-    match Message::parse_batch(&text) {
-        Ok(Some(items)) => {
-            for m in items.into_iter().flatten() {
-                forward(m);
-            }
-        }
-        Ok(None) => match Message::parse(&text) {
-            Ok(m) => forward(m),
-            Err(e) => {
-                return Outcome::Bad(format!("sent a reply that is not a JSON-RPC message ({e})"))
-            }
-        },
+    match super::parse_remote(&text) {
+        Ok(msgs) => msgs.into_iter().for_each(&mut forward),
         Err(e) => {
             return Outcome::Bad(format!("sent a reply that is not a JSON-RPC message ({e})"))
         }
@@ -169,10 +159,13 @@ fn read_until(
     let mut answered = false;
     let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
         match item {
-            sse::Item::Event(e) if e.event == "message" => match Message::parse(&e.data) {
-                Ok(m) => {
-                    answered = until.is_some() && m.kind() == Kind::Response && m.id() == until;
-                    let _ = tx.send(Event::Remote { gen, msg: m });
+            sse::Item::Event(e) if e.event == "message" => match super::parse_remote(&e.data) {
+                Ok(msgs) => {
+                    for m in msgs {
+                        answered |=
+                            until.is_some() && m.kind() == Kind::Response && m.id() == until;
+                        let _ = tx.send(Event::Remote { gen, msg: m });
+                    }
                     !answered
                 }
                 Err(err) => {

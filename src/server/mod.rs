@@ -5,9 +5,20 @@
 //! module owns the HTTP side: the accept loop hands every request to its own
 //! `http` thread (at most `--max-connections` at once), which checks Origin and
 //! Host, answers CORS, and dispatches to the HTTP+SSE endpoints (legacy.rs),
-//! the Streamable HTTP endpoint (streamable.rs) or `/status`. An exchange
-//! thread ends when its response or stream ends. The `signals` thread turns
-//! SIGTERM/SIGINT into an orderly stop of every child, then exits.
+//! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
+//! `/readyz`. An exchange thread ends when its response or stream ends.
+//!
+//! The proxy listens at once; every server starts in parallel on its own
+//! router thread, and one that cannot start never holds up the others.
+//! `/readyz` says when all of them are running.
+//!
+//! Shutdown: the `signals` thread turns the first SIGTERM/SIGINT/SIGHUP into
+//! a `shutdown` thread that stops accepting, has every router end its
+//! sessions (so their streams end) and stop its child gracefully (stdin
+//! closed, `--shutdown-grace`, SIGTERM to the group, the grace again,
+//! SIGKILL), all servers at once, then exits with 128 + the signal number.
+//! A second signal exits at once; the supervisors still take every child
+//! down with us.
 
 mod http;
 mod legacy;
@@ -18,9 +29,9 @@ use crate::config;
 use crate::router::{self, Event, ServerStatus};
 use crate::{signals, util};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tiny_http::{Method, Request};
@@ -32,6 +43,10 @@ pub const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz"];
 const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
 /// How long `/status` waits for a router's answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for reaping children on top of the shutdown graces.
+const STOP_SLACK: Duration = Duration::from_secs(3);
+/// How long open HTTP exchanges get to finish after the servers stopped.
+const STREAM_DRAIN: Duration = Duration::from_secs(1);
 
 /// One server as the HTTP side sees it.
 pub struct Mount {
@@ -76,28 +91,6 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Stop on a signal even while a server is still starting: before the
-    // routers exist there is nothing to drain, and the supervisors take
-    // the children down with us.
-    let routers: Arc<OnceLock<Vec<Sender<Event>>>> = Arc::new(OnceLock::new());
-    let known = routers.clone();
-    signals::spawn_waiter(move |sig| {
-        log::info!("signal {sig}: stopping the servers");
-        if let Some(routers) = known.get() {
-            let dones: Vec<_> = routers
-                .iter()
-                .map(|r| {
-                    let (tx, rx) = channel();
-                    let _ = r.send(Event::Shutdown { done: tx });
-                    rx
-                })
-                .collect();
-            for d in dones {
-                let _ = d.recv_timeout(router::CHILD_GRACE * 3);
-            }
-        }
-        std::process::exit(signals::exit_status(sig) as i32);
-    });
     let mut mounts = Vec::new();
     let mut disabled = Vec::new();
     for def in defs {
@@ -109,7 +102,7 @@ pub fn run(args: &Args) -> ExitCode {
         let cfg = router::Config {
             spec: def.spec,
             max_message_bytes: args.max_message_bytes,
-            init_timeout: def.timeout,
+            init_timeout: def.timeout.or(args.init_timeout),
             session_timeout: args.session_timeout,
             limits: router::Limits {
                 max_sessions: args.max_sessions,
@@ -117,6 +110,12 @@ pub fn run(args: &Args) -> ExitCode {
                 replay_events: args.replay_events,
                 replay_bytes: args.replay_bytes,
             },
+            restart: router::RestartPolicy {
+                max_restarts: args.max_restarts,
+                window: args.restart_window,
+                backoff: args.restart_backoff,
+            },
+            shutdown_grace: args.shutdown_grace,
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
@@ -126,19 +125,19 @@ pub fn run(args: &Args) -> ExitCode {
             }),
             Err(e) => {
                 eprintln!("mcp-proxy: {e}");
-                stop_all(&mounts);
+                stop_all(&mounts, args.shutdown_grace);
                 return ExitCode::from(1);
             }
         }
     }
     let server = match listen(args) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!(
                 "mcp-proxy: cannot listen on {}:{}: {e}; pick another --port or --host",
                 args.host, args.port
             );
-            stop_all(&mounts);
+            stop_all(&mounts, args.shutdown_grace);
             return ExitCode::from(1);
         }
     };
@@ -174,7 +173,43 @@ pub fn run(args: &Args) -> ExitCode {
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
     });
-    let _ = routers.set(ctx.mounts.iter().map(|m| m.router.clone()).collect());
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        // Signals that came before this point are still pending (blocked),
+        // so none is lost.
+        let ctx = ctx.clone();
+        let server = server.clone();
+        let stopping = stopping.clone();
+        signals::spawn_waiter(move |sig| {
+            if stopping.swap(true, Ordering::SeqCst) {
+                log::warn!("signal {sig} again: exiting now");
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+            log::info!("signal {sig}: stopping the servers");
+            let ctx = ctx.clone();
+            let server = server.clone();
+            let spawned = thread::Builder::new()
+                .name("shutdown".into())
+                .spawn(move || {
+                    server.unblock();
+                    let routers: Vec<Sender<Event>> =
+                        ctx.mounts.iter().map(|m| m.router.clone()).collect();
+                    stop_routers(&routers, ctx.args.shutdown_grace);
+                    // The routers ended every session, so the streams end;
+                    // let their threads write the last bytes.
+                    let deadline = std::time::Instant::now() + STREAM_DRAIN;
+                    while ctx.exchanges.load(Ordering::Relaxed) > 0
+                        && std::time::Instant::now() < deadline
+                    {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    std::process::exit(signals::exit_status(sig) as i32);
+                });
+            if spawned.is_err() {
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+        });
+    }
     let max = args.max_connections;
     for rq in server.incoming_requests() {
         if ctx.exchanges.load(Ordering::Relaxed) >= max {
@@ -196,6 +231,11 @@ pub fn run(args: &Args) -> ExitCode {
             log::error!("cannot start a thread for an HTTP request: {e}");
         }
     }
+    // The accept loop ends only when a signal stops us; the shutdown
+    // thread exits the process once the servers are down.
+    while stopping.load(Ordering::SeqCst) {
+        thread::park();
+    }
     ExitCode::SUCCESS
 }
 
@@ -214,6 +254,9 @@ fn say(line: &str) {
 /// offers no per-connection hook, and its accept loop would end on an
 /// accept timeout, so `SO_RCVTIMEO` cannot be used the same way.
 fn listen(args: &Args) -> Result<tiny_http::Server, String> {
+    // The head limits live in our tiny_http copy (vendor/tiny_http/PATCHED.md):
+    // it reads the head before we see the request.
+    tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
     let l =
         std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| e.to_string())?;
     if let Some(t) = args.write_timeout {
@@ -243,11 +286,25 @@ fn listen(args: &Args) -> Result<tiny_http::Server, String> {
     tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())
 }
 
-fn stop_all(mounts: &[Mount]) {
-    for m in mounts {
-        let (tx, rx) = channel();
-        let _ = m.router.send(Event::Shutdown { done: tx });
-        let _ = rx.recv_timeout(router::CHILD_GRACE * 3);
+fn stop_all(mounts: &[Mount], grace: Duration) {
+    let routers: Vec<Sender<Event>> = mounts.iter().map(|m| m.router.clone()).collect();
+    stop_routers(&routers, grace);
+}
+
+/// Stops every server at once and waits for all of them (bounded: each
+/// router needs at most two graces and a reap).
+fn stop_routers(routers: &[Sender<Event>], grace: Duration) {
+    let dones: Vec<_> = routers
+        .iter()
+        .map(|r| {
+            let (tx, rx) = channel();
+            let _ = r.send(Event::Shutdown { done: tx });
+            rx
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + grace * 2 + STOP_SLACK;
+    for d in dones {
+        let _ = d.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
@@ -262,26 +319,6 @@ impl Drop for ExchangeCount<'_> {
 fn handle(ctx: &Ctx, rq: Request) {
     let url = rq.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    // tiny_http reads the whole head before we see it (it has no limit of
-    // its own); what we can do is refuse to act on an oversized one.
-    let head: usize = rq
-        .headers()
-        .iter()
-        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    if head > ctx.args.max_header_bytes {
-        log::warn!(
-            "refused a request with {head} bytes of headers (--max-header-size {})",
-            ctx.args.max_header_bytes
-        );
-        return http::respond(
-            rq,
-            431,
-            "text/plain; charset=utf-8",
-            "Request Header Fields Too Large",
-            &[],
-        );
-    }
     let origin = http::header(&rq, "Origin").map(str::to_owned);
     let host = http::header(&rq, "Host").map(str::to_owned);
     if !ctx.args.allow_origins.is_empty()
@@ -316,10 +353,16 @@ fn handle(ctx: &Ctx, rq: Request) {
             return http::unauthorized(rq, path, &cors);
         }
     }
-    if path == "/status" {
-        return match rq.method() {
-            Method::Get | Method::Head => status(ctx, rq, &cors),
-            _ => method_not_allowed(rq, "GET, HEAD", &cors),
+    // /healthz and /readyz stay open to probes (AUTH_EXEMPT_PATHS above);
+    // /status needed the token unless --status-no-auth.
+    if matches!(path, "/status" | "/healthz" | "/readyz") {
+        if !matches!(rq.method(), Method::Get | Method::Head) {
+            return method_not_allowed(rq, "GET, HEAD", &cors);
+        }
+        return match path {
+            "/status" => status(ctx, rq, &cors),
+            "/healthz" => http::respond(rq, 200, "text/plain; charset=utf-8", "ok\n", &cors),
+            _ => readyz(ctx, rq, &cors),
         };
     }
     let (mount, rest) = match resolve(ctx, path) {
@@ -402,14 +445,11 @@ fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
         .collect();
     rxs.into_iter()
         .map(|(name, rx)| {
-            rx.recv_timeout(STATUS_TIMEOUT).unwrap_or(ServerStatus {
-                name,
-                state: "unresponsive".into(),
-                pid: None,
-                sessions: 0,
-                sse_sessions: 0,
-                requests_in_flight: 0,
-            })
+            rx.recv_timeout(STATUS_TIMEOUT)
+                .unwrap_or_else(|_| ServerStatus {
+                    state: "unresponsive".into(),
+                    ..ServerStatus::disabled(&name)
+                })
         })
         .collect()
 }
@@ -417,14 +457,7 @@ fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
 /// `/status`: upstream's keys in upstream's order, then ours.
 fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
     let mut st = statuses(ctx);
-    st.extend(ctx.disabled.iter().map(|name| ServerStatus {
-        name: name.clone(),
-        state: "disabled".into(),
-        pid: None,
-        sessions: 0,
-        sse_sessions: 0,
-        requests_in_flight: 0,
-    }));
+    st.extend(ctx.disabled.iter().map(|name| ServerStatus::disabled(name)));
     let last = UNIX_EPOCH + Duration::from_micros(ctx.last_activity_us.load(Ordering::Relaxed));
     let q = crate::jsonrpc::quote;
     let sse: usize = st.iter().map(|s| s.sse_sessions).sum();
@@ -438,11 +471,15 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
     let servers: Vec<String> = st
         .iter()
         .map(|s| {
+            let opt = |v: &Option<String>| v.as_deref().map(q).unwrap_or_else(|| "null".into());
             format!(
-                "{}:{{\"state\":{},\"pid\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{}}}",
+                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{}}}",
                 q(&s.name),
                 q(&s.state),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+                s.restarts,
+                opt(&s.last_exit),
+                opt(&s.last_error),
                 s.sessions,
                 s.sse_sessions,
                 s.requests_in_flight
@@ -458,6 +495,33 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
         ctx.exchanges.load(Ordering::Relaxed).saturating_sub(1)
     );
     http::respond_json(rq, 200, &body, cors)
+}
+
+/// `/readyz`: 200 when every enabled server is running; otherwise 503 and
+/// one line per server that is not, with its state and last error.
+fn readyz(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
+    let st = statuses(ctx);
+    let waiting: Vec<String> = st
+        .iter()
+        .filter(|s| s.state != "running")
+        .map(|s| {
+            let mut line = format!("server '{}' is {}", s.name, s.state);
+            if let Some(e) = &s.last_error {
+                line.push_str(&format!(": it {e}"));
+            }
+            if s.restarts > 0 {
+                line.push_str(&format!(" ({} restarts)", s.restarts));
+            }
+            line
+        })
+        .collect();
+    if waiting.is_empty() {
+        let body = format!("ready: {} servers running\n", st.len());
+        http::respond(rq, 200, "text/plain; charset=utf-8", &body, cors)
+    } else {
+        let body = format!("not ready: {}\n", waiting.join("; "));
+        http::respond(rq, 503, "text/plain; charset=utf-8", &body, cors)
+    }
 }
 
 #[cfg(test)]

@@ -20,20 +20,46 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `mcp-proxy --port 0 EXTRA... -- mcp-demo-server`.
+    /// `mcp-proxy --port 0 EXTRA... -- mcp-demo-server`, once every server
+    /// is running.
     pub fn start(extra: &[&str]) -> Proxy {
         let mut args = vec!["--port", "0"];
         args.extend_from_slice(extra);
         args.push("--");
         args.push(demo_bin());
-        Proxy::start_raw(&args)
+        let p = Proxy::start_raw(&args);
+        p.wait_ready();
+        p
     }
 
-    /// The proxy with exactly these arguments.
+    /// The proxy with exactly these arguments, as soon as it listens (its
+    /// servers may still be starting).
     pub fn start_raw(args: &[&str]) -> Proxy {
         let mut proc = Proc::spawn(proxy_bin(), args);
         let url = proc.listening_url();
         Proxy { proc, url }
+    }
+
+    /// `GET /readyz`: its status and body.
+    pub fn readyz(&self) -> (u16, String) {
+        let r = send("GET", &format!("{}/readyz", self.url), &[], None);
+        let status = r.status;
+        (status, r.text())
+    }
+
+    /// Polls /readyz until it answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = self.readyz();
+            if status == 200 {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("/readyz never answered 200; last: {status} {body}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn status(&self) -> Value {

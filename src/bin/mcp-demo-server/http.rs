@@ -11,17 +11,22 @@
 //! and `requests` (a JSON log of the method, path and headers of every MCP
 //! request, so tests can see what the proxy sent).
 //!
-//! Threads: `http-accept` hands each request to its own thread; an SSE
-//! response's thread writes the events queued for it until the stream ends
-//! or the client goes away. SSE bodies use chunked framing written by hand,
-//! because tiny_http buffers `respond()` bodies (DESIGN.md, known traps).
+//! Threads: the accept loop gives each connection its own thread, which
+//! reads requests one after another (keep-alive) and answers each in turn;
+//! an SSE response holds its connection's thread until the stream ends or
+//! the client goes away (SSE bodies use chunked framing). Plain std
+//! networking with a minimal HTTP/1.1 reader: tiny_http's task pool queues
+//! a burst of keep-alive connections behind its few idle threads, each
+//! blocked on a connection that stays open, so 20 parallel calls stalled
+//! (their requests sat unread in the sockets' receive queues).
 
 use crate::core;
 use mcp_proxy::jsonrpc::{self, Kind, Message};
 use mcp_proxy::sse;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -54,6 +59,8 @@ pub struct Opts {
     pub reply: ReplyMode,
     /// What the `endpoint` event names, in place of `/messages`.
     pub endpoint: Option<String>,
+    /// Require HTTP Digest (MD5, qop=auth) with this `user:password`.
+    pub digest_auth: Option<String>,
 }
 
 enum Item {
@@ -207,18 +214,79 @@ struct Server {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     fail: AtomicU16,
     garbage_reply: AtomicBool,
+    tokens: std::sync::atomic::AtomicU64,
+    /// The Digest nonce this server hands out.
+    nonce: String,
     log: Mutex<Vec<Value>>,
 }
 
+/// One HTTP request, read whole.
+struct Req {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The answering side of a connection.
+type Conn = TcpStream;
+
+/// Largest request body the demo reads (the proxy sends up to 32 MiB).
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Req> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let url = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if len > MAX_BODY_BYTES {
+        return None;
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Req {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
 pub fn run(cfg: core::Config, opts: Opts) {
-    let server = tiny_http::Server::http(("127.0.0.1", opts.port)).unwrap_or_else(|e| {
+    let listener = TcpListener::bind(("127.0.0.1", opts.port)).unwrap_or_else(|e| {
         eprintln!("demo: cannot listen on 127.0.0.1:{}: {e}", opts.port);
         std::process::exit(1);
     });
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .expect("bound to an IP address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound socket has an address");
     let base = format!("http://{addr}");
     eprintln!("demo: listening on {base}");
     let srv = Arc::new(Server {
@@ -228,36 +296,64 @@ pub fn run(cfg: core::Config, opts: Opts) {
         sessions: Mutex::new(HashMap::new()),
         fail: AtomicU16::new(0),
         garbage_reply: AtomicBool::new(false),
+        tokens: std::sync::atomic::AtomicU64::new(0),
+        nonce: mcp_proxy::util::random_hex(16),
         log: Mutex::new(Vec::new()),
     });
-    for req in server.incoming_requests() {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
         let srv = srv.clone();
-        thread::spawn(move || srv.handle(req));
+        thread::spawn(move || {
+            let Ok(mut w) = conn.try_clone() else { return };
+            let mut r = BufReader::new(conn);
+            while let Some(req) = read_request(&mut r) {
+                srv.handle(req, &mut w);
+            }
+        });
     }
 }
 
-fn header<'a>(req: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
-    req.headers()
+fn header<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
+    req.headers
         .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
-fn respond(
-    req: tiny_http::Request,
-    status: u16,
-    ctype: &str,
-    body: String,
-    extra: &[(&str, &str)],
-) {
-    let mut r = tiny_http::Response::from_string(body).with_status_code(status);
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        409 => "Conflict",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn respond(w: &mut Conn, status: u16, ctype: &str, body: String, extra: &[(&str, &str)]) {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
     if !ctype.is_empty() {
-        r.add_header(tiny_http::Header::from_bytes("Content-Type", ctype).expect("valid header"));
+        head.push_str(&format!("Content-Type: {ctype}\r\n"));
     }
     for (k, v) in extra {
-        r.add_header(tiny_http::Header::from_bytes(*k, *v).expect("valid header"));
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    let _ = req.respond(r);
+    head.push_str("\r\n");
+    let _ = w
+        .write_all(head.as_bytes())
+        .and_then(|_| w.write_all(body.as_bytes()))
+        .and_then(|_| w.flush());
 }
 
 fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
@@ -271,13 +367,7 @@ fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
 /// Writes an SSE response on the raw connection: headers, `preamble`
 /// (events already due), then whatever arrives on `rx` until `End`, the
 /// sender going away, or a failed write (the client left).
-fn serve_sse(
-    req: tiny_http::Request,
-    extra: &[(&str, &str)],
-    preamble: Vec<Item>,
-    rx: Receiver<Item>,
-) {
-    let mut w = req.into_writer();
+fn serve_sse(w: &mut Conn, extra: &[(&str, &str)], preamble: Vec<Item>, rx: Receiver<Item>) {
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
     );
@@ -291,7 +381,7 @@ fn serve_sse(
     {
         return;
     }
-    let chunk = |w: &mut Box<dyn Write + Send>, bytes: &[u8]| -> std::io::Result<()> {
+    let chunk = |w: &mut Conn, bytes: &[u8]| -> std::io::Result<()> {
         w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
         w.write_all(bytes)?;
         w.write_all(b"\r\n")?;
@@ -304,7 +394,7 @@ fn serve_sse(
             None => match rx.recv_timeout(KEEPALIVE_INTERVAL) {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
-                    if chunk(&mut w, b": keepalive\n\n").is_err() {
+                    if chunk(w, b": keepalive\n\n").is_err() {
                         return;
                     }
                     continue;
@@ -325,7 +415,7 @@ fn serve_sse(
                 return;
             }
         }
-        if chunk(&mut w, &buf).is_err() {
+        if chunk(w, &buf).is_err() {
             return;
         }
     }
@@ -336,68 +426,72 @@ fn err_body(code: i64, msg: &str) -> String {
 }
 
 impl Server {
-    fn handle(self: &Arc<Self>, mut req: tiny_http::Request) {
-        let url = req.url().to_owned();
+    fn handle(self: &Arc<Self>, req: Req, w: &mut Conn) {
+        let url = req.url.clone();
         let path = url.split('?').next().unwrap_or("").to_owned();
-        let method = req.method().as_str().to_owned();
+        let method = req.method.clone();
         if let Some(knob) = path.strip_prefix("/admin/") {
-            return self.admin(req, knob);
+            return self.admin(&req, w, knob);
+        }
+        if path == "/oauth/token" {
+            return self.token(&req, w);
         }
         let headers: serde_json::Map<String, Value> = req
-            .headers()
+            .headers
             .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    Value::String(h.value.as_str().to_owned()),
-                )
-            })
+            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
             .collect();
         self.log
             .lock()
             .unwrap()
             .push(json!({"method": method, "path": path, "headers": headers}));
+        if let Some(creds) = &self.opts.digest_auth {
+            if !self.digest_ok(&req, creds) {
+                let challenge = format!(
+                    "Digest realm=\"demo\", qop=\"auth\", nonce=\"{}\", opaque=\"demo-opaque\", algorithm=MD5",
+                    self.nonce
+                );
+                return respond(
+                    w,
+                    401,
+                    "text/plain",
+                    "digest authentication required".into(),
+                    &[("WWW-Authenticate", &challenge)],
+                );
+            }
+        }
         let fail = self.fail.load(Ordering::SeqCst);
         if fail != 0 {
-            let mut sink = Vec::new();
-            let _ = req.as_reader().read_to_end(&mut sink);
-            return respond(
-                req,
-                fail,
-                "text/plain",
-                "demo: failing as asked".into(),
-                &[],
-            );
+            return respond(w, fail, "text/plain", "demo: failing as asked".into(), &[]);
         }
         match (method.as_str(), path.as_str()) {
             (_, "/mcp") if self.opts.streamable => match method.as_str() {
-                "POST" => self.mcp_post(req),
-                "GET" => self.mcp_get(req),
-                "DELETE" => self.mcp_delete(req),
+                "POST" => self.mcp_post(&req, w),
+                "GET" => self.mcp_get(&req, w),
+                "DELETE" => self.mcp_delete(&req, w),
                 _ => respond(
-                    req,
+                    w,
                     405,
                     "text/plain",
                     "method not allowed".into(),
                     &[("Allow", "GET, POST, DELETE")],
                 ),
             },
-            ("GET", "/sse") if self.opts.sse => self.sse_get(req),
+            ("GET", "/sse") if self.opts.sse => self.sse_get(w),
             (_, "/sse") if self.opts.sse => respond(
-                req,
+                w,
                 405,
                 "text/plain",
                 "method not allowed".into(),
                 &[("Allow", "GET")],
             ),
-            ("POST", "/messages") if self.opts.sse => self.sse_post(req, &url),
-            _ => respond(req, 404, "text/plain", "not found".into(), &[]),
+            ("POST", "/messages") if self.opts.sse => self.sse_post(&req, w, &url),
+            _ => respond(w, 404, "text/plain", "not found".into(), &[]),
         }
     }
 
-    fn admin(&self, mut req: tiny_http::Request, knob: &str) {
-        let mut body = String::new();
-        let _ = req.as_reader().read_to_string(&mut body);
+    fn admin(&self, req: &Req, w: &mut Conn, knob: &str) {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
         match knob {
             "expire" => {
                 let old: Vec<_> = self.sessions.lock().unwrap().drain().collect();
@@ -425,11 +519,57 @@ impl Server {
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
             "requests" => {
                 let log = Value::Array(self.log.lock().unwrap().clone());
-                return respond(req, 200, "application/json", log.to_string(), &[]);
+                return respond(w, 200, "application/json", log.to_string(), &[]);
             }
-            _ => return respond(req, 404, "text/plain", "no such knob".into(), &[]),
+            _ => return respond(w, 404, "text/plain", "no such knob".into(), &[]),
         }
-        respond(req, 200, "text/plain", "ok".into(), &[])
+        respond(w, 200, "text/plain", "ok".into(), &[])
+    }
+
+    /// An OAuth2 token endpoint (client credentials): any Basic-authenticated
+    /// client gets `demo-token-N`; the grant is echoed in the request log.
+    fn token(&self, req: &Req, w: &mut Conn) {
+        let basic = header(req, "authorization").is_some_and(|a| a.starts_with("Basic "));
+        let body = String::from_utf8_lossy(&req.body);
+        if !basic || body.trim() != "grant_type=client_credentials" {
+            return respond(
+                w,
+                401,
+                "application/json",
+                r#"{"error":"invalid_client"}"#.into(),
+                &[],
+            );
+        }
+        let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+        let reply = json!({"access_token": format!("demo-token-{n}"), "token_type": "Bearer", "expires_in": 3600});
+        respond(w, 200, "application/json", reply.to_string(), &[])
+    }
+
+    /// Checks a Digest `Authorization` against `user:password`.
+    fn digest_ok(&self, req: &Req, creds: &str) -> bool {
+        use mcp_proxy::client::digest::{md5_hex, params_of};
+        let Some(auth) = header(req, "authorization").and_then(|a| a.strip_prefix("Digest "))
+        else {
+            return false;
+        };
+        let p: HashMap<String, String> = params_of(auth).into_iter().collect();
+        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+        let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+        if get("username") != user || get("nonce") != self.nonce || get("uri") != req.url {
+            return false;
+        }
+        let ha1 = md5_hex(format!("{user}:{}:{pass}", get("realm")).as_bytes());
+        let ha2 = md5_hex(format!("{}:{}", req.method, get("uri")).as_bytes());
+        let want = md5_hex(
+            format!(
+                "{ha1}:{}:{}:{}:auth:{ha2}",
+                get("nonce"),
+                get("nc"),
+                get("cnonce")
+            )
+            .as_bytes(),
+        );
+        get("qop") == "auth" && get("response") == want
     }
 
     fn session(&self, id: Option<&str>) -> Option<Arc<HttpSession>> {
@@ -438,11 +578,11 @@ impl Server {
 
     // ---- Streamable HTTP ----
 
-    fn mcp_post(self: &Arc<Self>, mut req: tiny_http::Request) {
-        let accept = header(&req, "accept").unwrap_or("").to_ascii_lowercase();
+    fn mcp_post(self: &Arc<Self>, req: &Req, w: &mut Conn) {
+        let accept = header(req, "accept").unwrap_or("").to_ascii_lowercase();
         if !(accept.contains("application/json") && accept.contains("text/event-stream")) {
             return respond(
-                req,
+                w,
                 406,
                 "application/json",
                 err_body(
@@ -452,20 +592,20 @@ impl Server {
                 &[],
             );
         }
-        let ctype = header(&req, "content-type").unwrap_or("");
+        let ctype = header(req, "content-type").unwrap_or("");
         if !ctype.to_ascii_lowercase().starts_with("application/json") {
             return respond(
-                req,
+                w,
                 415,
                 "application/json",
                 err_body(-32000, "Unsupported Media Type: use application/json"),
                 &[],
             );
         }
-        if let Some(v) = header(&req, "mcp-protocol-version").map(str::to_owned) {
+        if let Some(v) = header(req, "mcp-protocol-version").map(str::to_owned) {
             if !core::VERSIONS.contains(&v.as_str()) {
                 return respond(
-                    req,
+                    w,
                     400,
                     "application/json",
                     err_body(-32000, &format!("Unsupported protocol version: {v}")),
@@ -473,21 +613,20 @@ impl Server {
                 );
             }
         }
-        let mut body = String::new();
-        if req.as_reader().read_to_string(&mut body).is_err() {
+        let Ok(body) = String::from_utf8(req.body.clone()) else {
             return respond(
-                req,
+                w,
                 400,
                 "application/json",
                 err_body(jsonrpc::PARSE_ERROR, "Parse error: body is not UTF-8"),
                 &[],
             );
-        }
+        };
         let msg = match Message::parse(&body) {
             Ok(m) => m,
             Err(e) => {
                 return respond(
-                    req,
+                    w,
                     400,
                     "application/json",
                     jsonrpc::error_body(e.id(), e.code(), &e.to_string()),
@@ -495,7 +634,7 @@ impl Server {
                 )
             }
         };
-        let sid_header = header(&req, "mcp-session-id").map(str::to_owned);
+        let sid_header = header(req, "mcp-session-id").map(str::to_owned);
         let (session, sid) = if msg.method() == Some("initialize") {
             let sid = mcp_proxy::util::random_hex(16);
             let s = HttpSession::new(&self.cfg, false);
@@ -504,7 +643,7 @@ impl Server {
         } else {
             let Some(sid) = sid_header else {
                 return respond(
-                    req,
+                    w,
                     400,
                     "application/json",
                     err_body(-32000, "Bad Request: Mcp-Session-Id header is required"),
@@ -515,7 +654,7 @@ impl Server {
                 Some(s) if !s.legacy => (s, sid),
                 _ => {
                     return respond(
-                        req,
+                        w,
                         404,
                         "application/json",
                         err_body(-32001, "Session not found"),
@@ -526,7 +665,7 @@ impl Server {
         };
         if msg.kind() != Kind::Request {
             session.core.handle(msg);
-            return respond(req, 202, "", String::new(), &[]);
+            return respond(w, 202, "", String::new(), &[]);
         }
         let id = msg.id().expect("requests have ids").to_owned();
         let (tx, rx) = channel();
@@ -540,7 +679,7 @@ impl Server {
             Ok(i) => i,
             Err(_) => {
                 return respond(
-                    req,
+                    w,
                     404,
                     "application/json",
                     err_body(-32001, "Session not found"),
@@ -551,7 +690,7 @@ impl Server {
         let sid_hdr = [("Mcp-Session-Id", sid.as_str())];
         if self.garbage_reply.swap(false, Ordering::SeqCst) {
             return respond(
-                req,
+                w,
                 200,
                 "application/json",
                 "this is not json {".into(),
@@ -579,13 +718,13 @@ impl Server {
                         let m = Message::parse(&data);
                         if matches!(&m, Ok(m) if m.kind() == Kind::Response && m.id() == Some(id.as_str()))
                         {
-                            return respond(req, 200, "application/json", data, &sid_hdr);
+                            return respond(w, 200, "application/json", data, &sid_hdr);
                         }
                         eprintln!("demo: json reply mode drops {data}");
                     }
                     Item::End => {
                         return respond(
-                            req,
+                            w,
                             404,
                             "application/json",
                             err_body(-32001, "Session not found"),
@@ -598,7 +737,7 @@ impl Server {
                     Ok(i) => i,
                     Err(_) => {
                         return respond(
-                            req,
+                            w,
                             404,
                             "application/json",
                             err_body(-32001, "Session not found"),
@@ -613,18 +752,18 @@ impl Server {
             data: String::new(),
         };
         serve_sse(
-            req,
+            w,
             &[("Mcp-Session-Id", &sid)],
             vec![Item::Retry, priming, first],
             rx,
         );
     }
 
-    fn mcp_get(&self, req: tiny_http::Request) {
-        let accept = header(&req, "accept").unwrap_or("").to_ascii_lowercase();
+    fn mcp_get(&self, req: &Req, w: &mut Conn) {
+        let accept = header(req, "accept").unwrap_or("").to_ascii_lowercase();
         if !accept.contains("text/event-stream") {
             return respond(
-                req,
+                w,
                 406,
                 "application/json",
                 err_body(-32000, "Not Acceptable: use text/event-stream"),
@@ -632,26 +771,26 @@ impl Server {
             );
         }
         let Some(s) = self
-            .session(header(&req, "mcp-session-id"))
+            .session(header(req, "mcp-session-id"))
             .filter(|s| !s.legacy)
         else {
-            let code = if header(&req, "mcp-session-id").is_some() {
+            let code = if header(req, "mcp-session-id").is_some() {
                 404
             } else {
                 400
             };
             return respond(
-                req,
+                w,
                 code,
                 "application/json",
                 err_body(-32001, "Session not found"),
                 &[],
             );
         };
-        let last = header(&req, "last-event-id").map(str::to_owned);
+        let last = header(req, "last-event-id").map(str::to_owned);
         if self.opts.no_get && last.is_none() {
             return respond(
-                req,
+                w,
                 405,
                 "text/plain",
                 "no server-initiated stream".into(),
@@ -660,7 +799,7 @@ impl Server {
         }
         if self.opts.get_409 && last.is_none() {
             return respond(
-                req,
+                w,
                 409,
                 "application/json",
                 err_body(-32000, "Conflict: a stream is already open"),
@@ -678,7 +817,7 @@ impl Server {
                 let Some((n, seq)) = parsed.filter(|(n, _)| st.streams.contains_key(n)) else {
                     drop(st);
                     return respond(
-                        req,
+                        w,
                         400,
                         "application/json",
                         err_body(-32000, "unknown Last-Event-ID"),
@@ -722,15 +861,15 @@ impl Server {
                 for line in waiting {
                     s.streams.lock().unwrap().route(None, line);
                 }
-                return serve_sse(req, &[], preamble, rx);
+                return serve_sse(w, &[], preamble, rx);
             }
         }
         drop(st);
-        serve_sse(req, &[], preamble, rx);
+        serve_sse(w, &[], preamble, rx);
     }
 
-    fn mcp_delete(&self, req: tiny_http::Request) {
-        let sid = header(&req, "mcp-session-id").map(str::to_owned);
+    fn mcp_delete(&self, req: &Req, w: &mut Conn) {
+        let sid = header(req, "mcp-session-id").map(str::to_owned);
         let s = sid.and_then(|sid| self.sessions.lock().unwrap().remove(&sid));
         match s {
             Some(s) => {
@@ -738,10 +877,10 @@ impl Server {
                 st.end_all();
                 st.closed = true;
                 eprintln!("demo: session deleted");
-                respond(req, 200, "", String::new(), &[])
+                respond(w, 200, "", String::new(), &[])
             }
             None => respond(
-                req,
+                w,
                 404,
                 "application/json",
                 err_body(-32001, "Session not found"),
@@ -752,7 +891,7 @@ impl Server {
 
     // ---- HTTP+SSE (2024-11-05) ----
 
-    fn sse_get(&self, req: tiny_http::Request) {
+    fn sse_get(&self, w: &mut Conn) {
         let sid = mcp_proxy::util::random_hex(16);
         let s = HttpSession::new(&self.cfg, true);
         let (tx, rx) = channel();
@@ -764,7 +903,7 @@ impl Server {
         };
         let _ = &self.base;
         let pre = vec![Item::Endpoint(endpoint)];
-        serve_sse(req, &[], pre, rx);
+        serve_sse(w, &[], pre, rx);
         // The stream is gone: so is the session (as the SDK servers do).
         let mut map = self.sessions.lock().unwrap();
         if map.get(&sid).is_some_and(|x| Arc::ptr_eq(x, &s)) {
@@ -774,24 +913,23 @@ impl Server {
         s.streams.lock().unwrap().closed = true;
     }
 
-    fn sse_post(&self, mut req: tiny_http::Request, url: &str) {
+    fn sse_post(&self, req: &Req, w: &mut Conn, url: &str) {
         let Some(s) = self
             .session(query_param(url, "session_id"))
             .filter(|s| s.legacy)
         else {
-            return respond(req, 404, "text/plain", "Could not find session".into(), &[]);
+            return respond(w, 404, "text/plain", "Could not find session".into(), &[]);
         };
-        let mut body = String::new();
-        if req.as_reader().read_to_string(&mut body).is_err() {
-            return respond(req, 400, "text/plain", "body is not UTF-8".into(), &[]);
-        }
+        let Ok(body) = String::from_utf8(req.body.clone()) else {
+            return respond(w, 400, "text/plain", "body is not UTF-8".into(), &[]);
+        };
         match Message::parse(&body) {
             Ok(m) => {
                 s.core.handle(m);
-                respond(req, 202, "text/plain", "Accepted".into(), &[])
+                respond(w, 202, "text/plain", "Accepted".into(), &[])
             }
             Err(e) => respond(
-                req,
+                w,
                 400,
                 "text/plain",
                 format!("Could not parse message: {e}"),

@@ -37,8 +37,10 @@ HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --no-get             answer GET /mcp with 405 (no server-initiated stream)
   --get-409            answer GET /mcp with 409
   --endpoint URL       what the endpoint event names instead of /messages
+  --digest-auth U:P    require HTTP Digest authentication (MD5, qop=auth)
   Fault knobs: POST /admin/expire, /admin/drop, /admin/fail (body: status,
   0 = off), /admin/garbage, /admin/garbage-reply; GET /admin/requests.
+  POST /oauth/token: OAuth2 client credentials (any Basic client).
 ";
 
 fn main() {
@@ -55,6 +57,7 @@ fn main() {
         get_409: false,
         reply: http::ReplyMode::Auto,
         endpoint: None,
+        digest_auth: None,
     };
     let mut args = std::env::args().skip(1);
     let usage = |what: &str| -> ! {
@@ -97,6 +100,12 @@ fn main() {
             "--get-409" => opts.get_409 = true,
             "--endpoint" => {
                 opts.endpoint = Some(args.next().unwrap_or_else(|| usage("--endpoint URL")))
+            }
+            "--digest-auth" => {
+                opts.digest_auth = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage("--digest-auth USER:PASSWORD")),
+                )
             }
             "-h" | "--help" => {
                 print!("{HELP}");
