@@ -561,3 +561,39 @@ fn streams_and_slow_calls_outlive_the_header_timeout() {
     legacy.post(&tool(json!(5), "echo", json!({"text": "later"})));
     assert_eq!(text_of(&legacy.recv_response(&json!(5))), "later");
 }
+
+/// --replay-events and --replay-bytes bound what a resuming client gets:
+/// only the newest events the limits keep.
+#[test]
+fn replay_history_is_bounded_by_events_and_bytes() {
+    for (flags, kept) in [
+        (["--replay-events", "2"], 2usize),
+        // Each list_changed event is about 60 bytes: 150 bytes keep two.
+        (["--replay-bytes", "150"], 2usize),
+    ] {
+        let p = Proxy::start(&flags);
+        let url = format!("{}/mcp", p.url);
+        let (_, sid) = open_streamable(&p.url);
+        let sid = sid.unwrap();
+        let h = [
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", sid.as_str()),
+            ("MCP-Protocol-Version", "2025-06-18"),
+        ];
+        let g = send("GET", &url, &h, None).sse();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let call = tool(json!(10 + i), "list_changed", json!({})).to_string();
+            assert_eq!(text_of(&post_mcp(&url, Some(&sid), &call).json()), "sent");
+            ids.push(g.next().unwrap().id.unwrap());
+        }
+        g.close();
+        let mut h2 = h.to_vec();
+        h2.push(("Last-Event-ID", ids[0].as_str()));
+        // Resuming from the first event: only the newest `kept` are left.
+        let raw = send("GET", &url, &h2, None).read_for(Duration::from_millis(500));
+        let got: Vec<&str> = raw.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+        let want: Vec<&str> = ids[ids.len() - kept..].iter().map(String::as_str).collect();
+        assert_eq!(got, want, "{flags:?}: {raw}");
+    }
+}
