@@ -4,7 +4,9 @@
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
 //! module owns the HTTP side: the accept loop hands every request to its own
 //! `http` thread (at most `--max-connections` at once), which checks Origin and
-//! Host, answers CORS, and dispatches to the HTTP+SSE endpoints (legacy.rs),
+//! Host, answers CORS, checks the `--auth-token` (every path but
+//! [`AUTH_EXEMPT_PATHS`], and `/status` with `--status-no-auth`), and
+//! dispatches to the HTTP+SSE endpoints (legacy.rs),
 //! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
 //! `/readyz`. An exchange thread ends when its response or stream ends.
 //!
