@@ -99,8 +99,9 @@ a failed server get an error at once.
 Server limits:
       --max-sessions N        open sessions per server (HTTP+SSE and Streamable
                               HTTP); more get 503 [default: 1000]
-      --max-connections N     HTTP requests and streams handled at once, all
-                              servers together; more get 503 at once [default: 2048]
+      --max-connections N     HTTP connections being read, and requests and
+                              streams being handled, at once (each for all servers
+                              together); more get 503 at once [default: 2048]
       --max-header-size BYTES size of a request's head (request line and header
                               lines); larger gets 431 [default: 65536]
       --header-timeout SECONDS
@@ -216,7 +217,8 @@ pub struct Args {
     pub status_no_auth: bool,
     /// Sessions per server (HTTP+SSE and Streamable HTTP).
     pub max_sessions: usize,
-    /// HTTP exchanges (requests and open streams) handled at once.
+    /// HTTP connections read at once, and exchanges (requests and open
+    /// streams) handled at once.
     pub max_connections: usize,
     /// Bytes of a request head (request line and header lines).
     pub max_header_bytes: usize,

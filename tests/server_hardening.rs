@@ -597,3 +597,39 @@ fn replay_history_is_bounded_by_events_and_bytes() {
         assert_eq!(got, want, "{flags:?}: {raw}");
     }
 }
+
+/// Idle connections count against --max-connections too (each holds a
+/// thread): beyond it a new connection gets 503 at once, and closing the
+/// idle ones makes room.
+#[test]
+fn idle_connections_beyond_the_limit_are_refused_at_once() {
+    let p = Proxy::start(&["--max-connections", "4"]);
+    let host = host_of(&p.url);
+    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&host).unwrap()).collect();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut s = TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let _ =
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        if out.starts_with("HTTP/1.1 503") {
+            assert!(out.contains("Too many connections"), "{out}");
+            break;
+        }
+        // The idle ones may still be on their way through accept.
+        assert!(Instant::now() < deadline, "never refused: {out}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(idle);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _) = open_streamable(&p.url);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "room never came back");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -259,6 +259,7 @@ fn listen(args: &Args) -> Result<tiny_http::Server, String> {
     // The head limits live in our tiny_http copy (vendor/tiny_http/PATCHED.md):
     // it reads the head before we see the request.
     tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
+    tiny_http::set_max_connections(args.max_connections);
     let l =
         std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| e.to_string())?;
     if let Some(t) = args.write_timeout {

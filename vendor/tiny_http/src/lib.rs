@@ -137,6 +137,27 @@ pub fn set_head_limits(max_bytes: usize, timeout: Option<Duration>) {
     );
 }
 
+/// Patched for mcp-proxy (PATCHED.md, change 4): connections served at once.
+static MAX_CONNECTIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+static LIVE_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets, for every server in the process, how many connections are read at
+/// once (each has its own thread); one more is answered 503 and closed at
+/// once instead of being queued.
+pub fn set_max_connections(n: usize) {
+    MAX_CONNECTIONS.store(n, Relaxed);
+}
+
+/// Counts a live connection thread until dropped.
+struct LiveConnection;
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        LIVE_CONNECTIONS.fetch_sub(1, Relaxed);
+    }
+}
+
 pub(crate) fn head_limits() -> (usize, Option<Duration>) {
     let ms = HEAD_TIMEOUT_MS.load(Relaxed);
     (
@@ -322,6 +343,19 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // Patched for mcp-proxy: refuse a connection beyond
+                        // the limit at once, with a 503 it can read.
+                        if LIVE_CONNECTIONS.load(Relaxed) >= MAX_CONNECTIONS.load(Relaxed) {
+                            if let crate::connection::Connection::Tcp(mut s) = sock {
+                                use std::io::Write;
+                                let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+                                let _ = s.write_all(
+                                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\n\r\nToo many connections",
+                                );
+                            }
+                            continue;
+                        }
+                        LIVE_CONNECTIONS.fetch_add(1, Relaxed);
                         // Patched for mcp-proxy: responses and SSE events
                         // leave in several writes; Nagle's algorithm would hold
                         // each small one back for the peer's delayed ACK.
@@ -358,7 +392,10 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        // Dropped with the closure, run or not.
+                        let live = LiveConnection;
                         tasks_pool.spawn(Box::new(move || {
+                            let _live = &live;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
