@@ -106,7 +106,7 @@ clean:
 # Fuzzing (issue 8): cargo-fuzz on the nightly toolchain, each target for
 # FUZZ_SECONDS; new inputs go to .cache/fuzz, the seeds in tests/fuzz/corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = sse_parser jsonrpc_message cli_args config_file
+FUZZ_TARGETS = sse_parser jsonrpc_message cli_args config_file id_hint
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

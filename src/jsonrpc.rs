@@ -480,7 +480,11 @@ pub struct IdHint {
 /// brace would come before the last one. `None` when neither end tells.
 pub fn id_hint(head: &[u8], tail: &[u8]) -> Option<IdHint> {
     let (id, request) = scan_head(head);
-    let id = id.or_else(|| tail_id(tail))?;
+    // Only a real JSON string or number is an id to answer with.
+    let valid = |id: &String| {
+        serde_json::from_str::<Value>(id).is_ok_and(|v| v.is_string() || v.is_number())
+    };
+    let id = id.filter(valid).or_else(|| tail_id(tail).filter(valid))?;
     Some(IdHint { id, request })
 }
 
@@ -599,8 +603,10 @@ fn tail_id(b: &[u8]) -> Option<String> {
         (&t[start..], &rest[..start])
     } else {
         let start = t
-            .rfind(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let v = &t[start..];
         if v.is_empty() || !v.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             return None;
@@ -819,6 +825,13 @@ mod tests {
         // An id cut off by the end of the head may be longer.
         assert_eq!(h(r#"{"jsonrpc":"2.0","id":12345"#, "x}"), None);
         assert_eq!(h("not json at all", "neither"), None);
+        // Found by thinking about fuzzing: a multi-byte character before the id.
+        assert_eq!(h("", "é5}"), None);
+        // Found by fuzzing (tests/fuzz id_hint): control bytes in a string id.
+        assert_eq!(h("", ",\"id\":\"x\u{1}\0\"}"), None);
+        assert_eq!(h("{\"id\":\"x\u{1}\",", ""), None);
+        assert_eq!(h("", r#""é":1,"id":5}"#), hint("5", false));
+        assert_eq!(h("{\"é\":\"", "\u{1F600}\"}"), None);
         assert_eq!(h("", ""), None);
     }
 }

@@ -51,6 +51,8 @@ pub struct Parser {
     started: bool,
     discarding: bool,
     big_head: Vec<u8>,
+    /// Where the raw (not yet field-parsed) bytes start in `big_head`.
+    big_raw_from: usize,
     big_tail: Vec<u8>,
 }
 
@@ -66,6 +68,7 @@ impl Parser {
             started: false,
             discarding: false,
             big_head: Vec::new(),
+            big_raw_from: 0,
             big_tail: Vec::new(),
         }
     }
@@ -125,28 +128,20 @@ impl Parser {
 
     fn push_line_bytes(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
         if self.discarding {
-            keep_tail(&mut self.big_tail, bytes);
+            self.keep_ends(bytes);
             return;
         }
         if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
-            // The line so far, without its `data:` field name.
-            let mut cur = std::mem::take(&mut self.line);
-            cur.extend_from_slice(&bytes[..bytes.len().min(2 * OVERSIZED_HINT_BYTES)]);
-            let value = cur
-                .strip_prefix(b"data:")
-                .map(|l| l.strip_prefix(b" ").unwrap_or(l))
-                .unwrap_or(&cur);
-            let mut head = self.data.as_bytes().to_vec();
-            head.truncate(OVERSIZED_HINT_BYTES);
-            head.extend_from_slice(value);
-            head.truncate(OVERSIZED_HINT_BYTES);
-            self.big_head = head;
+            // Keep the ends of the event for its id: the data so far, then
+            // the raw bytes from here on (its `data:` field name comes off
+            // when the event ends), however the bytes were split into reads.
+            let data = self.data.as_bytes();
+            self.big_head = data[..data.len().min(OVERSIZED_HINT_BYTES)].to_vec();
+            self.big_raw_from = self.big_head.len();
             self.big_tail.clear();
-            keep_tail(&mut self.big_tail, value);
-            if bytes.len() > 2 * OVERSIZED_HINT_BYTES {
-                keep_tail(&mut self.big_tail, bytes);
-            }
-            self.line.clear();
+            let line = std::mem::take(&mut self.line);
+            self.keep_ends(&line);
+            self.keep_ends(bytes);
             self.data.clear();
             self.event.clear();
             self.discarding = true;
@@ -156,14 +151,36 @@ impl Parser {
         self.line.extend_from_slice(bytes);
     }
 
+    /// Adds raw bytes of a discarded event to its head (until full) and tail.
+    fn keep_ends(&mut self, bytes: &[u8]) {
+        let room = OVERSIZED_HINT_BYTES - self.big_head.len();
+        self.big_head
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        keep_tail(&mut self.big_tail, bytes);
+    }
+
+    /// The ends of the discarded event, its first raw line's `data:` field
+    /// name taken off the head.
+    fn take_ends(&mut self) -> Item {
+        let mut head = std::mem::take(&mut self.big_head);
+        let raw = &head[self.big_raw_from..];
+        let skip = raw
+            .strip_prefix(b"data:")
+            .map(|r| raw.len() - r.strip_prefix(b" ").unwrap_or(r).len())
+            .unwrap_or(0);
+        head.drain(self.big_raw_from..self.big_raw_from + skip);
+        Item::TooBigEnd {
+            head,
+            tail: std::mem::take(&mut self.big_tail),
+        }
+    }
+
     fn process_line(&mut self, line: &[u8], out: &mut Vec<Item>) {
         if line.is_empty() {
             if self.discarding {
                 self.discarding = false;
-                out.push(Item::TooBigEnd {
-                    head: std::mem::take(&mut self.big_head),
-                    tail: std::mem::take(&mut self.big_tail),
-                });
+                let ends = self.take_ends();
+                out.push(ends);
                 return;
             }
             self.dispatch(out);
@@ -406,14 +423,14 @@ mod tests {
         assert_eq!(out, vec![Item::TooBig]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
         let ends = Item::TooBigEnd {
-            head: b"xxxxxxxxxxxxxxxxxxxx".to_vec(),
+            head: vec![b'x'; OVERSIZED_HINT_BYTES],
             tail: vec![b'x'; OVERSIZED_HINT_BYTES],
         };
         assert_eq!(out, vec![Item::TooBig, ends, ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
         let ends = Item::TooBigEnd {
             head: b"0123456789\n0123456789".to_vec(),
-            tail: b"0123456789".to_vec(),
+            tail: b"data: 0123456789".to_vec(),
         };
         assert_eq!(out, vec![Item::TooBig, ends, ev("message", "a", None)]);
         // A reply whose id is at either end can still be named.
