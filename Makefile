@@ -111,7 +111,7 @@ clean:
 # Fuzzing (issue 8): cargo-fuzz on the nightly toolchain, each target for
 # FUZZ_SECONDS; new inputs go to .cache/fuzz, the seeds in tests/fuzz/corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = sse_parser jsonrpc_message cli_args config_file
+FUZZ_TARGETS = sse_parser jsonrpc_message cli_args config_file id_hint
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
@@ -144,3 +144,10 @@ bench:
 .PHONY: interop
 interop:
 	tests/interop/run.sh
+
+# Soak (issue 8, not in CI): SOAK_CALLS calls across SOAK_SESSIONS sessions
+# with hang-ups, cancellations and the child killed every SOAK_KILL_SECS s.
+.PHONY: soak
+soak:
+	$(CARGO) build --release --locked --bins
+	$(CARGO) test --release --locked --test soak -- --ignored --nocapture

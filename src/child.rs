@@ -282,6 +282,17 @@ impl Drop for ChildProcess {
     }
 }
 
+impl Oversized {
+    /// Counts `bytes` and keeps the last [`OVERSIZED_HINT_BYTES`] seen.
+    fn keep_tail(&mut self, bytes: &[u8]) {
+        self.len += bytes.len();
+        let b = &bytes[bytes.len().saturating_sub(OVERSIZED_HINT_BYTES)..];
+        self.tail.extend_from_slice(b);
+        let extra = self.tail.len().saturating_sub(OVERSIZED_HINT_BYTES);
+        self.tail.drain(..extra);
+    }
+}
+
 /// What the stdout pump reports.
 #[derive(Debug)]
 pub enum Line {
@@ -295,29 +306,61 @@ pub enum Line {
     Eof,
 }
 
+/// Bytes kept from each end of a line that is too long, so that the id of
+/// the message can still be found ([`crate::jsonrpc::id_hint`]).
+pub const OVERSIZED_HINT_BYTES: usize = 512;
+
+/// The two ends of a line that was too long, reported once it has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    pub len: usize,
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
 /// Starts the stdout pump: every line goes to `sink` until EOF, after which
 /// `sink` gets [`Line::Eof`] once. `sink` returning false stops the pump.
-pub fn spawn_stdout_reader<F>(
+/// A line over the limit also goes to `oversized` once it has ended.
+pub fn spawn_stdout_reader<F, G>(
     name: &str,
     stdout: ChildStdout,
     max_line: usize,
     sink: F,
+    oversized: G,
 ) -> io::Result<()>
 where
     F: FnMut(Line) -> bool + Send + 'static,
+    G: FnMut(Oversized) -> bool + Send + 'static,
 {
     thread::Builder::new()
         .name(format!("{name}-stdout"))
-        .spawn(move || read_lines(stdout, max_line, sink))?;
+        .spawn(move || read_lines_detailed(stdout, max_line, sink, oversized))?;
     Ok(())
 }
 
 /// Splits a byte stream into bounded lines. Public for our own stdin, which
 /// follows the same framing.
-pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, mut sink: F) {
+pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, sink: F) {
+    read_lines_detailed(r, max_line, sink, |_| true)
+}
+
+/// [`read_lines`], and each line over the limit also goes to `oversized`
+/// (its length and its first and last [`OVERSIZED_HINT_BYTES`]) when it
+/// ends, after the [`Line::TooLong`] sent when it crossed the limit.
+pub fn read_lines_detailed<R, F, G>(r: R, max_line: usize, mut sink: F, mut oversized: G)
+where
+    R: Read,
+    F: FnMut(Line) -> bool,
+    G: FnMut(Oversized) -> bool,
+{
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut line: Vec<u8> = Vec::new();
     let mut skipping = false;
+    let mut big = Oversized {
+        len: 0,
+        head: Vec::new(),
+        tail: Vec::new(),
+    };
     loop {
         let (consumed, done) = match r.fill_buf() {
             Ok([]) | Err(_) => {
@@ -336,13 +379,17 @@ pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, mut si
             }
             Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    if !skipping {
+                    if skipping {
+                        big.keep_tail(&buf[..i]);
+                    } else {
                         line.extend_from_slice(&buf[..i]);
                     }
                     (i + 1, true)
                 }
                 None => {
-                    if !skipping {
+                    if skipping {
+                        big.keep_tail(buf);
+                    } else {
                         line.extend_from_slice(buf);
                     }
                     (buf.len(), false)
@@ -354,12 +401,32 @@ pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, mut si
             if !sink(Line::TooLong(line.len())) {
                 return;
             }
+            let n = line.len().min(OVERSIZED_HINT_BYTES);
+            big.head = line[..n].to_vec();
+            big.tail.clear();
+            big.len = 0;
+            big.keep_tail(&line);
             line = Vec::new();
             skipping = true;
         }
         if done {
             if skipping {
                 skipping = false;
+                if big.tail.last() == Some(&b'\r') {
+                    big.tail.pop();
+                    big.len -= 1;
+                }
+                let report = std::mem::replace(
+                    &mut big,
+                    Oversized {
+                        len: 0,
+                        head: Vec::new(),
+                        tail: Vec::new(),
+                    },
+                );
+                if !oversized(report) {
+                    return;
+                }
                 continue;
             }
             if line.last() == Some(&b'\r') {
@@ -455,6 +522,39 @@ mod tests {
             true
         });
         out
+    }
+
+    #[test]
+    fn oversized_lines_report_both_ends() {
+        let mut long = b"{\"id\":7,".to_vec();
+        long.extend([b'x'; 5000]);
+        long.extend_from_slice(b"end}\r\nok\n");
+        let mut got = Vec::new();
+        let mut texts = Vec::new();
+        read_lines_detailed(
+            &long[..],
+            100,
+            |l| {
+                if let Line::Text(t) = l {
+                    texts.push(t);
+                }
+                true
+            },
+            |o| {
+                got.push(o);
+                true
+            },
+        );
+        assert_eq!(texts, vec!["ok"]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].len, 8 + 5000 + 4);
+        assert!(got[0].head.starts_with(b"{\"id\":7,"));
+        assert!(got[0].tail.ends_with(b"xend}"), "no \\r");
+        assert_eq!(
+            got[0].tail.len(),
+            OVERSIZED_HINT_BYTES - 1,
+            "without the \\r"
+        );
     }
 
     #[test]

@@ -65,7 +65,13 @@ Server mode options:
       --session-timeout SECONDS
                               end a Streamable HTTP session idle this long (no
                               open stream, nothing in flight), 0 never [default: 1800]
-      --max-body-size BYTES   largest accepted HTTP request body [default: 16777216]
+      --max-body-size BYTES   largest accepted HTTP request body; larger gets 413
+                              [default: 16777216]
+      --auth-token TOKEN      require 'Authorization: Bearer TOKEN' on every MCP
+                              endpoint (401 otherwise); also MCP_PROXY_AUTH_TOKEN
+      --auth-token-file FILE  read the token from the first line of FILE
+      --status-no-auth        serve /status without the token (it always needs
+                              it when a token is set, unless this is given)
 
 Server lifecycle (server mode):
       --init-timeout SECONDS  a server must answer initialize within this long,
@@ -90,10 +96,34 @@ reason; GET /status gives each server's state, pid, restarts and last exit.
 Requests to a server that is starting or restarting wait for it; requests to
 a failed server get an error at once.
 
+Server limits:
+      --max-sessions N        open sessions per server (HTTP+SSE and Streamable
+                              HTTP); more get 503 [default: 1000]
+      --max-connections N     HTTP connections being read, and requests and
+                              streams being handled, at once (each for all servers
+                              together); more get 503 at once [default: 2048]
+      --max-header-size BYTES size of a request's head (request line and header
+                              lines); larger gets 431 [default: 65536]
+      --header-timeout SECONDS
+                              a request head must arrive within this long of its
+                              first byte, else 408 (slowloris); also the longest
+                              pause while reading a body, and how long an idle
+                              keep-alive connection stays open; 0 never [default: 30]
+      --stream-queue N        messages queued for one client stream before the
+                              client counts as too slow and its session is
+                              dropped [default: 256]
+      --replay-events N       events kept per stream for Last-Event-ID [default: 64]
+      --replay-bytes BYTES    bytes kept per stream for Last-Event-ID [default: 4194304]
+      --write-timeout SECONDS give up on a client that does not take what we
+                              write for this long, 0 never [default: 60]
+
 Limits:
       --max-message-size BYTES
-                              largest message accepted from a server or remote
-                              [default: 33554432]
+                              largest message accepted from a server or remote;
+                              a larger reply fails its request [default: 33554432]
+      --response-timeout SECONDS
+                              client mode: how long the remote may take to start
+                              answering an HTTP request, 0 never [default: 300]
 
 General options:
       --log-level LEVEL       debug, info, warning, error or critical, any case
@@ -106,6 +136,8 @@ General options:
 Environment:
   SSE_URL            URL to use when none is given (client mode)
   API_ACCESS_TOKEN   client mode: send Authorization: Bearer <token>
+  MCP_PROXY_AUTH_TOKEN
+                     server mode: the token clients must send (as --auth-token)
   RUST_LOG           detailed log filter (overrides --log-level)
 
 Exit status: 0 on success, 1 on a runtime failure (cannot listen, remote
@@ -179,6 +211,60 @@ pub struct Args {
     pub restart_window: Duration,
     pub restart_backoff: Duration,
     pub shutdown_grace: Duration,
+    /// Server mode: the bearer token every MCP endpoint requires.
+    pub auth_token: Option<Secret>,
+    /// `/status` answers without the token.
+    pub status_no_auth: bool,
+    /// Sessions per server (HTTP+SSE and Streamable HTTP).
+    pub max_sessions: usize,
+    /// HTTP connections read at once, and exchanges (requests and open
+    /// streams) handled at once.
+    pub max_connections: usize,
+    /// Bytes of a request head (request line and header lines).
+    pub max_header_bytes: usize,
+    /// A request head must arrive within this long (`None`: no limit).
+    pub header_timeout: Option<Duration>,
+    /// Messages queued per client stream before its session is dropped.
+    pub stream_queue: usize,
+    pub replay_events: usize,
+    pub replay_bytes: usize,
+    /// A write to an HTTP client that blocks this long fails (`None`: never).
+    pub write_timeout: Option<Duration>,
+    /// Client mode: time the remote may take to send response headers.
+    pub response_timeout: Option<Duration>,
+}
+
+/// A secret that must never reach a log line: `Debug` shows only that
+/// it is set. Compare it with [`Secret::matches`], which takes constant
+/// time in the secret's content.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison (the time depends only on the lengths).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let want = self.0.as_bytes();
+        let mut diff = u8::from(want.len() != candidate.len());
+        for (i, &w) in want.iter().enumerate() {
+            let c = candidate.get(i).copied().unwrap_or(0);
+            diff |= w ^ c;
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl Args {
@@ -221,6 +307,17 @@ impl Default for Args {
             session_timeout: Some(Duration::from_secs(1800)),
             max_body_bytes: 16 << 20,
             max_message_bytes: 32 << 20,
+            auth_token: None,
+            status_no_auth: false,
+            max_sessions: 1000,
+            max_connections: 2048,
+            max_header_bytes: 64 << 10,
+            header_timeout: Some(Duration::from_secs(30)),
+            stream_queue: 256,
+            replay_events: 64,
+            replay_bytes: 4 << 20,
+            write_timeout: Some(Duration::from_secs(60)),
+            response_timeout: Some(Duration::from_secs(300)),
             init_timeout: Some(Duration::from_secs(60)),
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
@@ -361,6 +458,7 @@ where
     let mut debug = false;
     let mut level = None;
     let mut expose: Vec<String> = Vec::new();
+    let (mut auth, mut auth_file): (Option<String>, Option<PathBuf>) = (None, None);
     let (mut client_id, mut client_secret, mut token_url) = (None, None, None);
     while let Some(arg) = p.next()? {
         match arg {
@@ -477,6 +575,29 @@ where
             Long("max-message-size") => {
                 a.max_message_bytes = number(p.value()?, "--max-message-size")?
             }
+            Long("auth-token") => auth = Some(string(p.value()?, "--auth-token")?),
+            Long("auth-token-file") => auth_file = Some(PathBuf::from(p.value()?)),
+            Long("status-no-auth") => a.status_no_auth = true,
+            Long("max-sessions") => a.max_sessions = number(p.value()?, "--max-sessions")?,
+            Long("max-connections") => a.max_connections = number(p.value()?, "--max-connections")?,
+            Long("max-header-size") => {
+                a.max_header_bytes = number(p.value()?, "--max-header-size")?
+            }
+            Long("header-timeout") => {
+                let secs: u64 = number(p.value()?, "--header-timeout")?;
+                a.header_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            Long("stream-queue") => a.stream_queue = number(p.value()?, "--stream-queue")?,
+            Long("replay-events") => a.replay_events = number(p.value()?, "--replay-events")?,
+            Long("replay-bytes") => a.replay_bytes = number(p.value()?, "--replay-bytes")?,
+            Long("write-timeout") => {
+                let secs: u64 = number(p.value()?, "--write-timeout")?;
+                a.write_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            Long("response-timeout") => {
+                let secs: u64 = number(p.value()?, "--response-timeout")?;
+                a.response_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             Long("init-timeout") => {
                 let t = seconds(p.value()?, "--init-timeout")?;
                 a.init_timeout = (!t.is_zero()).then_some(t);
@@ -537,6 +658,17 @@ where
             "--username and --password: both are required for Basic authentication".into(),
         ));
     }
+    a.auth_token = auth_token(auth, auth_file, getenv)?;
+    for (n, flag) in [
+        (a.max_sessions, "--max-sessions"),
+        (a.max_connections, "--max-connections"),
+        (a.max_header_bytes, "--max-header-size"),
+        (a.stream_queue, "--stream-queue"),
+    ] {
+        if n == 0 {
+            return Err(UsageError(format!("{flag} must be positive")));
+        }
+    }
     if a.max_body_bytes == 0 || a.max_message_bytes == 0 {
         return Err(UsageError(
             "--max-body-size and --max-message-size must be positive".into(),
@@ -554,6 +686,55 @@ where
         )));
     }
     Ok(Command::Run(Box::new(a)))
+}
+
+/// The inbound token: `--auth-token`, else the first line of
+/// `--auth-token-file`, else `MCP_PROXY_AUTH_TOKEN`. Errors never quote it.
+fn auth_token(
+    flag: Option<String>,
+    file: Option<PathBuf>,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, UsageError> {
+    if flag.is_some() && file.is_some() {
+        return Err(UsageError(
+            "--auth-token and --auth-token-file: give only one".into(),
+        ));
+    }
+    let token = if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UsageError(format!(
+                "--auth-token-file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        let first = text.lines().next().unwrap_or("").trim().to_owned();
+        if first.is_empty() {
+            return Err(UsageError(format!(
+                "--auth-token-file: the first line of {} is empty; put the token there",
+                path.display()
+            )));
+        }
+        Some(first)
+    } else if let Some(t) = flag {
+        if t.trim().is_empty() {
+            return Err(UsageError("--auth-token: the token is empty".into()));
+        }
+        Some(t.trim().to_owned())
+    } else {
+        getenv("MCP_PROXY_AUTH_TOKEN")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(t) = &token {
+        // The token goes into a header comparison only; a byte that cannot
+        // appear in a header value would make it unusable.
+        if t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+            return Err(UsageError(
+                "the auth token must be visible ASCII without spaces".into(),
+            ));
+        }
+    }
+    Ok(token.map(Secret))
 }
 
 #[cfg(test)]
@@ -775,6 +956,121 @@ mod tests {
             .unwrap_err()
             .contains("--session-timeout"));
         assert!(HELP.contains("--session-timeout"));
+    }
+
+    #[test]
+    fn auth_token_sources() {
+        assert_eq!(run(&["srv"]).unwrap().auth_token, None);
+        let a = run(&["--auth-token", "s3cret", "srv"]).unwrap();
+        assert_eq!(a.auth_token.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(!format!("{a:?}").contains("s3cret"), "Debug redacts it");
+        let a = run_env(&["srv"], &[("MCP_PROXY_AUTH_TOKEN", "envtok")]).unwrap();
+        assert_eq!(a.auth_token.as_ref().map(Secret::expose), Some("envtok"));
+        let a = run_env(
+            &["--auth-token", "flag", "srv"],
+            &[("MCP_PROXY_AUTH_TOKEN", "envtok")],
+        )
+        .unwrap();
+        assert_eq!(a.auth_token.as_ref().map(Secret::expose), Some("flag"));
+        let f = std::env::temp_dir().join(format!("mcp-proxy-cli-token-{}", std::process::id()));
+        std::fs::write(&f, "  filetok  \nsecond line\n").unwrap();
+        let a = run(&["--auth-token-file", f.to_str().unwrap(), "srv"]).unwrap();
+        assert_eq!(a.auth_token.as_ref().map(Secret::expose), Some("filetok"));
+        std::fs::write(&f, "\n").unwrap();
+        let e = run(&["--auth-token-file", f.to_str().unwrap(), "srv"]).unwrap_err();
+        assert!(
+            e.contains("--auth-token-file") && e.contains("empty"),
+            "{e}"
+        );
+        std::fs::remove_file(&f).unwrap();
+        let e = run(&["--auth-token-file", "/no/such/token", "srv"]).unwrap_err();
+        assert!(e.contains("--auth-token-file"), "{e}");
+        let e = run(&["--auth-token", "a b", "srv"]).unwrap_err();
+        assert!(e.contains("auth token") && !e.contains("a b"), "{e}");
+        assert!(run(&["--status-no-auth", "srv"]).unwrap().status_no_auth);
+        assert!(HELP.contains("--auth-token-file") && HELP.contains("MCP_PROXY_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        let s = Secret::new("abc".into());
+        assert!(s.matches(b"abc"));
+        for bad in [&b"abd"[..], b"ab", b"abcd", b"", b"ABC"] {
+            assert!(!s.matches(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limit_flags() {
+        let d = run(&["srv"]).unwrap();
+        assert_eq!(
+            (d.max_sessions, d.max_connections, d.max_header_bytes),
+            (1000, 2048, 65536)
+        );
+        assert_eq!(
+            (d.stream_queue, d.replay_events, d.replay_bytes),
+            (256, 64, 4 << 20)
+        );
+        assert_eq!(d.write_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(d.header_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            run(&["--header-timeout", "0", "srv"])
+                .unwrap()
+                .header_timeout,
+            None
+        );
+        assert_eq!(d.response_timeout, Some(Duration::from_secs(300)));
+        let a = run(&[
+            "--max-sessions",
+            "3",
+            "--max-connections",
+            "9",
+            "--max-header-size",
+            "100",
+            "--stream-queue",
+            "4",
+            "--replay-events",
+            "0",
+            "--replay-bytes",
+            "10",
+            "--write-timeout",
+            "0",
+            "--response-timeout",
+            "7",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.max_sessions, a.max_connections, a.max_header_bytes),
+            (3, 9, 100)
+        );
+        assert_eq!(
+            (a.stream_queue, a.replay_events, a.replay_bytes),
+            (4, 0, 10)
+        );
+        assert_eq!(a.write_timeout, None);
+        assert_eq!(a.response_timeout, Some(Duration::from_secs(7)));
+        for flag in [
+            "--max-sessions",
+            "--max-connections",
+            "--max-header-size",
+            "--stream-queue",
+        ] {
+            let e = run(&[flag, "0", "srv"]).unwrap_err();
+            assert!(e.contains(flag), "{e}");
+            let e = run(&[flag, "many", "srv"]).unwrap_err();
+            assert!(e.contains(flag), "{e}");
+            assert!(HELP.contains(flag), "{flag} documented");
+        }
+        for flag in [
+            "--replay-events",
+            "--replay-bytes",
+            "--write-timeout",
+            "--response-timeout",
+            "--header-timeout",
+        ] {
+            assert!(HELP.contains(flag), "{flag} documented");
+        }
     }
 
     #[test]

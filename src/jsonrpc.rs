@@ -462,6 +462,166 @@ fn compact(text: &str) -> String {
     String::from_utf8(out).expect("removing ASCII white space keeps UTF-8 valid")
 }
 
+/// What the two ends of a message too large to parse say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdHint {
+    /// The raw JSON text of its top-level `id`.
+    pub id: String,
+    /// A top-level `method` key came before the scan stopped: a request.
+    pub request: bool,
+}
+
+/// Finds the top-level `id` of a JSON-RPC message from its first and last
+/// bytes only (the rest was too large to keep). The head is scanned as
+/// JSON until it runs out, which finds `{"jsonrpc":"2.0","id":5,...` (the
+/// Python SDK's order); the tail is matched against `,"id":ID}` at the
+/// very end, which finds `...,"jsonrpc":"2.0","id":5}` (the TypeScript
+/// SDK's order) and cannot be fooled by a nested object, whose closing
+/// brace would come before the last one. `None` when neither end tells.
+pub fn id_hint(head: &[u8], tail: &[u8]) -> Option<IdHint> {
+    let (id, request) = scan_head(head);
+    // Only a real JSON string or number is an id to answer with.
+    let valid = |id: &String| {
+        serde_json::from_str::<Value>(id).is_ok_and(|v| v.is_string() || v.is_number())
+    };
+    let id = id.filter(valid).or_else(|| tail_id(tail).filter(valid))?;
+    Some(IdHint { id, request })
+}
+
+/// Scans the top level of an object prefix: (the `id` value if complete,
+/// whether a `method` key was seen).
+fn scan_head(b: &[u8]) -> (Option<String>, bool) {
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return (None, false);
+    }
+    i += 1;
+    let (mut id, mut method) = (None, false);
+    loop {
+        ws(&mut i);
+        let Some(key_end) = string_end(b, i) else {
+            return (id, method);
+        };
+        let key = &b[i + 1..key_end - 1];
+        i = key_end;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return (id, method);
+        }
+        i += 1;
+        ws(&mut i);
+        let Some(end) = value_end(b, i) else {
+            return (id, method);
+        };
+        match key {
+            b"id" => {
+                let v = &b[i..end];
+                if matches!(v.first(), Some(b'"' | b'-' | b'0'..=b'9')) {
+                    id = std::str::from_utf8(v).ok().map(str::to_owned);
+                }
+            }
+            b"method" => method = true,
+            _ => {}
+        }
+        i = end;
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            _ => return (id, method),
+        }
+    }
+}
+
+/// The index after the string starting at `i`, if it ends within `b`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// The index after the JSON value starting at `i`, if it ends within `b`
+/// (a scalar running into the end of `b` does not count: it may go on).
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let n = b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())?;
+            Some(i + n)
+        }
+    }
+}
+
+/// `..."id" : ID }` at the very end of `b`, ID a number or a plain string.
+fn tail_id(b: &[u8]) -> Option<String> {
+    let t = std::str::from_utf8(b.trim_ascii_end()).ok()?;
+    let t = t.strip_suffix('}')?.trim_end();
+    let (value, before) = if let Some(rest) = t.strip_suffix('"') {
+        let start = rest.rfind('"')?;
+        let inner = &rest[start + 1..];
+        if inner.contains('\\') || rest[..start].ends_with('\\') {
+            return None;
+        }
+        (&t[start..], &rest[..start])
+    } else {
+        let start = t
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let v = &t[start..];
+        if v.is_empty() || !v.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return None;
+        }
+        (v, &t[..start])
+    };
+    let before = before.trim_end().strip_suffix(':')?.trim_end();
+    let before = before.strip_suffix("\"id\"")?.trim_end();
+    if before.ends_with(',') || before.ends_with('{') {
+        Some(value.to_owned())
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +773,65 @@ mod tests {
         let reply: Value = serde_json::from_str(&e.reply()).unwrap();
         assert!(reply.get("id").is_none());
         assert_eq!(reply["error"]["code"], -32700);
+    }
+
+    #[test]
+    fn id_hints_from_either_end() {
+        let h = |head: &str, tail: &str| id_hint(head.as_bytes(), tail.as_bytes());
+        let hint = |id: &str, request: bool| {
+            Some(IdHint {
+                id: id.into(),
+                request,
+            })
+        };
+        // Python order: the id comes first.
+        assert_eq!(
+            h(
+                r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"te"#,
+                r#"xx"}]}}"#
+            ),
+            hint("5", false)
+        );
+        assert_eq!(
+            h(r#"{ "jsonrpc" : "2.0", "id" : "a\"b", "result": "#, ""),
+            hint(r#""a\"b""#, false)
+        );
+        // TypeScript order: at the very end.
+        assert_eq!(
+            h(
+                r#"{"result":{"content":[{"text":"aaaa"#,
+                r#"aaa"}]},"jsonrpc":"2.0","id":12}"#
+            ),
+            hint("12", false)
+        );
+        assert_eq!(
+            h(r#"{"result":{"#, r#"x"},"jsonrpc":"2.0","id":"s-1"} "#),
+            hint(r#""s-1""#, false)
+        );
+        // A request from the server.
+        assert_eq!(
+            h(
+                r#"{"method":"sampling/createMessage","params":{"messages":[{"#,
+                r#"}]},"jsonrpc":"2.0","id":3}"#
+            ),
+            hint("3", true)
+        );
+        // A nested id is not the message's.
+        assert_eq!(h(r#"{"result":{"id":9,"items":["#, r#"{"id":4}]}}"#), None);
+        assert_eq!(
+            h(r#"{"method":"notifications/progress","params":{"#, r#"}}"#),
+            None
+        );
+        // An id cut off by the end of the head may be longer.
+        assert_eq!(h(r#"{"jsonrpc":"2.0","id":12345"#, "x}"), None);
+        assert_eq!(h("not json at all", "neither"), None);
+        // Found by thinking about fuzzing: a multi-byte character before the id.
+        assert_eq!(h("", "é5}"), None);
+        // Found by fuzzing (tests/fuzz id_hint): control bytes in a string id.
+        assert_eq!(h("", ",\"id\":\"x\u{1}\0\"}"), None);
+        assert_eq!(h("{\"id\":\"x\u{1}\",", ""), None);
+        assert_eq!(h("", r#""é":1,"id":5}"#), hint("5", false));
+        assert_eq!(h("{\"é\":\"", "\u{1F600}\"}"), None);
+        assert_eq!(h("", ""), None);
     }
 }

@@ -54,12 +54,14 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-1
 pub const LATEST_VERSION: &str = "2025-11-25";
 /// The version assumed for a Streamable HTTP request that names none (SH-61).
 pub const DEFAULT_HTTP_VERSION: &str = "2025-03-26";
-/// Messages queued for one client stream before it counts as a slow
-/// consumer and its session is dropped.
+/// Default of `--stream-queue`: messages queued for one client stream
+/// before it counts as a slow consumer and its session is dropped.
 pub const STREAM_QUEUE_MESSAGES: usize = 256;
-/// Events kept per stream for `Last-Event-ID` replay (SH-41).
+/// Default of `--replay-events`: events kept per stream for
+/// `Last-Event-ID` replay (SH-41).
 pub const REPLAY_EVENTS: usize = 64;
-/// Bytes of events kept per stream for replay; older ones go first.
+/// Default of `--replay-bytes`: bytes of events kept per stream for
+/// replay; older ones go first.
 pub const REPLAY_BYTES: usize = 4 << 20;
 /// Finished POST streams whose events stay replayable, per session.
 pub const REPLAY_STREAMS: usize = 8;
@@ -197,9 +199,16 @@ pub enum Event {
         gen: u64,
         line: Line,
     },
+    /// The two ends of a line over the size limit from the child of
+    /// generation `gen`.
+    ChildOversized {
+        gen: u64,
+        big: child::Oversized,
+    },
     /// GET /sse: a new HTTP+SSE session and its stream.
     OpenSse {
-        reply: Sender<(String, Receiver<Out>)>,
+        /// The session id and its stream, or why there is none (503).
+        reply: Sender<Result<(String, Receiver<Out>), String>>,
     },
     Post(Post),
     /// GET on the Streamable HTTP endpoint.
@@ -239,6 +248,7 @@ pub struct Config {
     pub init_timeout: Option<Duration>,
     /// Streamable HTTP sessions idle this long are ended (`None`: never).
     pub session_timeout: Option<Duration>,
+    pub limits: Limits,
     pub restart: RestartPolicy,
     /// Grace after closing the child's stdin, and again after SIGTERM.
     pub shutdown_grace: Duration,
@@ -275,6 +285,29 @@ impl RestartPolicy {
         let cap = RESTART_BACKOFF_CAP.max(self.backoff);
         let factor = 1u32 << recent.min(20);
         Some(self.backoff.saturating_mul(factor).min(cap))
+    }
+}
+
+/// Bounds on what clients can make the router hold (`--max-sessions`,
+/// `--stream-queue`, `--replay-events`, `--replay-bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open sessions (HTTP+SSE and Streamable HTTP; a stateless exchange
+    /// is bounded by the connection limit instead).
+    pub max_sessions: usize,
+    pub stream_queue: usize,
+    pub replay_events: usize,
+    pub replay_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sessions: 1000,
+            stream_queue: STREAM_QUEUE_MESSAGES,
+            replay_events: REPLAY_EVENTS,
+            replay_bytes: REPLAY_BYTES,
+        }
     }
 }
 
@@ -552,12 +585,21 @@ impl Router {
                         self.on_child_line(line);
                     }
                 }
+                Event::ChildOversized { gen, big } => {
+                    if gen == self.gen {
+                        self.on_child_oversized(big);
+                    }
+                }
                 Event::OpenSse { reply } => {
+                    if let Err(e) = self.room_for_session() {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
                     let id = util::random_hex(16);
-                    let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+                    let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
                     let s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
                     self.sessions.insert(id.clone(), s);
-                    if reply.send((id.clone(), rx)).is_err() {
+                    if reply.send(Ok((id.clone(), rx))).is_err() {
                         self.close_session(&id, "the client went away");
                     }
                 }
@@ -615,6 +657,7 @@ impl Router {
         let tx = self.tx.clone();
         self.gen += 1;
         let gen = self.gen;
+        let big_tx = self.tx.clone();
         let started = child::spawn_stdin_writer(&name, pipes.stdin, in_rx)
             .and_then(|_| child::spawn_stderr_drain(&name, pipes.stderr))
             .and_then(|_| {
@@ -623,6 +666,7 @@ impl Router {
                     pipes.stdout,
                     self.cfg.max_message_bytes,
                     move |line| tx.send(Event::Child { gen, line }).is_ok(),
+                    move |big| big_tx.send(Event::ChildOversized { gen, big }).is_ok(),
                 )
             });
         if let Err(e) = started {
@@ -696,6 +740,45 @@ impl Router {
                 self.name
             ),
             Line::Eof => self.on_child_exit(),
+        }
+    }
+
+    /// A message from the child was over `--max-message-size`. Its id,
+    /// when either end of it shows one, names the request it answered:
+    /// that request gets an error now instead of waiting forever, and
+    /// everything else goes on. A request from the child gets the error
+    /// itself. Without an id nothing can be failed; the log says so.
+    fn on_child_oversized(&mut self, big: child::Oversized) {
+        let limit = self.cfg.max_message_bytes;
+        let msg = format!(
+            "mcp-proxy: the reply of server '{}' was {} bytes, over the limit of {limit} bytes (--max-message-size)",
+            self.name, big.len
+        );
+        match jsonrpc::id_hint(&big.head, &big.tail) {
+            Some(h) if h.request => {
+                log::warn!(
+                    "server '{}' sent a request of {} bytes, over --max-message-size ({limit}); refused it",
+                    self.name,
+                    big.len
+                );
+                let line = jsonrpc::error_reply(
+                    Some(&h.id),
+                    jsonrpc::INVALID_REQUEST,
+                    &format!("mcp-proxy: the request is over the limit of {limit} bytes"),
+                    None,
+                );
+                self.send_child(line);
+            }
+            Some(h) => match h.id.parse::<u64>() {
+                Ok(up) if self.inflight.contains_key(&up) => {
+                    log::warn!("{msg}; its request fails");
+                    self.answer_error(up, jsonrpc::INTERNAL_ERROR, &msg);
+                }
+                _ => log::warn!("{msg}; it answers no request in flight, so nothing fails"),
+            },
+            None => log::warn!(
+                "{msg}; its id cannot be found at either end, so no request can be failed"
+            ),
         }
     }
 
@@ -1108,6 +1191,26 @@ impl Router {
         }
     }
 
+    /// Refuses a new session when `--max-sessions` are open.
+    fn room_for_session(&self) -> Result<(), String> {
+        let open = self
+            .sessions
+            .values()
+            .filter(|s| s.transport != Transport::Stateless)
+            .count();
+        if open >= self.cfg.limits.max_sessions {
+            log::warn!(
+                "server '{}': {open} sessions open (--max-sessions); refusing another",
+                self.name
+            );
+            return Err(format!(
+                "Service Unavailable: server '{}' has the most sessions it takes ({open}); try again later",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
     fn fresh_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -1191,6 +1294,12 @@ impl Router {
                 if p.batch || p.msgs.len() != 1 || !is_init(&p.msgs[0]) {
                     return bad(jsonrpc::INVALID_REQUEST, "Bad Request: Missing session ID");
                 }
+                if let Err(e) = self.room_for_session() {
+                    return PostReply::Error {
+                        status: 503,
+                        body: jsonrpc::error_body(None, -32000, &e),
+                    };
+                }
                 let sid = util::random_hex(16);
                 let s = Session::new(Transport::Streamable, DEFAULT_HTTP_VERSION, None);
                 self.sessions.insert(sid.clone(), s);
@@ -1221,7 +1330,7 @@ impl Router {
             }
             return PostReply::Accepted;
         }
-        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
         let stream = {
             let s = self.sessions.get_mut(&sid).expect("session exists");
             let n = s.next_stream;
@@ -1610,7 +1719,9 @@ impl Router {
         if resumable {
             st.history.push_back((st.seq, data.clone(), response));
             st.history_bytes += data.len();
-            while st.history.len() > REPLAY_EVENTS || st.history_bytes > REPLAY_BYTES {
+            let (max_events, max_bytes) =
+                (self.cfg.limits.replay_events, self.cfg.limits.replay_bytes);
+            while st.history.len() > max_events || st.history_bytes > max_bytes {
                 match st.history.pop_front() {
                     Some((_, old, _)) => st.history_bytes -= old.len(),
                     None => break,
@@ -1634,8 +1745,9 @@ impl Router {
             Delivery::NoConnection => false,
             Delivery::Full => {
                 log::warn!(
-                    "server '{}': a client reads too slowly ({STREAM_QUEUE_MESSAGES} messages queued); dropping its session",
-                    self.name
+                    "server '{}': a client reads too slowly ({} messages queued, --stream-queue); dropping its session",
+                    self.name,
+                    self.cfg.limits.stream_queue
                 );
                 self.close_session(sid, "the client read too slowly");
                 false
@@ -1803,7 +1915,7 @@ impl Router {
                 ),
             };
         }
-        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+        let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
         if let Some(after) = after {
             for (seq, data, response) in st.history.iter().filter(|(q, _, _)| *q > after) {
                 let _ = tx.try_send(Out {
@@ -1961,6 +2073,7 @@ mod tests {
                 max_message_bytes: 1 << 20,
                 init_timeout: None,
                 session_timeout: None,
+                limits: Limits::default(),
                 restart: RestartPolicy::default(),
                 shutdown_grace: CHILD_GRACE,
             },

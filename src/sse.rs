@@ -29,7 +29,17 @@ pub enum Item {
     Retry(u64),
     /// An event grew past the limit; its bytes were dropped.
     TooBig,
+    /// The end of an event reported as [`Item::TooBig`]: the first and
+    /// last [`OVERSIZED_HINT_BYTES`] of its data, where its JSON-RPC id may
+    /// still be found ([`crate::jsonrpc::id_hint`]).
+    TooBigEnd {
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
 }
+
+/// Bytes kept from each end of an event that is too large.
+pub const OVERSIZED_HINT_BYTES: usize = 512;
 
 pub struct Parser {
     max_event_bytes: usize,
@@ -40,6 +50,10 @@ pub struct Parser {
     pending_cr: bool,
     started: bool,
     discarding: bool,
+    big_head: Vec<u8>,
+    /// Where the raw (not yet field-parsed) bytes start in `big_head`.
+    big_raw_from: usize,
+    big_tail: Vec<u8>,
 }
 
 impl Parser {
@@ -53,6 +67,9 @@ impl Parser {
             pending_cr: false,
             started: false,
             discarding: false,
+            big_head: Vec::new(),
+            big_raw_from: 0,
+            big_tail: Vec::new(),
         }
     }
 
@@ -111,10 +128,20 @@ impl Parser {
 
     fn push_line_bytes(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
         if self.discarding {
+            self.keep_ends(bytes);
             return;
         }
         if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
-            self.line.clear();
+            // Keep the ends of the event for its id: the data so far, then
+            // the raw bytes from here on (its `data:` field name comes off
+            // when the event ends), however the bytes were split into reads.
+            let data = self.data.as_bytes();
+            self.big_head = data[..data.len().min(OVERSIZED_HINT_BYTES)].to_vec();
+            self.big_raw_from = self.big_head.len();
+            self.big_tail.clear();
+            let line = std::mem::take(&mut self.line);
+            self.keep_ends(&line);
+            self.keep_ends(bytes);
             self.data.clear();
             self.event.clear();
             self.discarding = true;
@@ -124,10 +151,36 @@ impl Parser {
         self.line.extend_from_slice(bytes);
     }
 
+    /// Adds raw bytes of a discarded event to its head (until full) and tail.
+    fn keep_ends(&mut self, bytes: &[u8]) {
+        let room = OVERSIZED_HINT_BYTES - self.big_head.len();
+        self.big_head
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        keep_tail(&mut self.big_tail, bytes);
+    }
+
+    /// The ends of the discarded event, its first raw line's `data:` field
+    /// name taken off the head.
+    fn take_ends(&mut self) -> Item {
+        let mut head = std::mem::take(&mut self.big_head);
+        let raw = &head[self.big_raw_from..];
+        let skip = raw
+            .strip_prefix(b"data:")
+            .map(|r| raw.len() - r.strip_prefix(b" ").unwrap_or(r).len())
+            .unwrap_or(0);
+        head.drain(self.big_raw_from..self.big_raw_from + skip);
+        Item::TooBigEnd {
+            head,
+            tail: std::mem::take(&mut self.big_tail),
+        }
+    }
+
     fn process_line(&mut self, line: &[u8], out: &mut Vec<Item>) {
         if line.is_empty() {
             if self.discarding {
                 self.discarding = false;
+                let ends = self.take_ends();
+                out.push(ends);
                 return;
             }
             self.dispatch(out);
@@ -179,6 +232,13 @@ impl Parser {
             id: self.last_id.clone(),
         }));
     }
+}
+
+/// Appends `bytes` to `tail`, keeping only its last [`OVERSIZED_HINT_BYTES`].
+fn keep_tail(tail: &mut Vec<u8>, bytes: &[u8]) {
+    tail.extend_from_slice(&bytes[bytes.len().saturating_sub(OVERSIZED_HINT_BYTES)..]);
+    let extra = tail.len().saturating_sub(OVERSIZED_HINT_BYTES);
+    tail.drain(..extra);
 }
 
 /// Appends one event in wire form. Data containing line breaks becomes
@@ -362,9 +422,26 @@ mod tests {
         }
         assert_eq!(out, vec![Item::TooBig]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
-        assert_eq!(out, vec![Item::TooBig, ev("message", "ok", None)]);
+        let ends = Item::TooBigEnd {
+            head: vec![b'x'; OVERSIZED_HINT_BYTES],
+            tail: vec![b'x'; OVERSIZED_HINT_BYTES],
+        };
+        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
-        assert_eq!(out, vec![Item::TooBig, ev("message", "a", None)]);
+        let ends = Item::TooBigEnd {
+            head: b"0123456789\n0123456789".to_vec(),
+            tail: b"data: 0123456789".to_vec(),
+        };
+        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "a", None)]);
+        // A reply whose id is at either end can still be named.
+        let mut big = b"data: {\"jsonrpc\":\"2.0\",\"id\":41,\"result\":\"".to_vec();
+        big.extend_from_slice(&[b'y'; 5000]);
+        big.extend_from_slice(b"\"}\n\n");
+        let out = parse_chunks(&[&big], 1000);
+        let Item::TooBigEnd { head, tail } = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(crate::jsonrpc::id_hint(head, tail).unwrap().id, "41");
     }
 
     #[test]

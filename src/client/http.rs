@@ -102,9 +102,12 @@ impl Remote {
         }
         // No global or body timeout: SSE streams and slow tool calls live
         // as long as they need (DESIGN.md, ureq trap). Statuses are data.
+        // A remote that takes a connection and never answers fails the
+        // request after --response-timeout (until the response head only).
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(args.response_timeout)
             .tls_config(tls.build())
             .user_agent(format!("mcp-proxy/{}", crate::cli::VERSION))
             .build()

@@ -251,7 +251,7 @@ fn read_until(
                 // reply itself: give up on it rather than wait forever.
                 until.is_none()
             }
-            sse::Item::Retry(_) => true,
+            sse::Item::Retry(_) | sse::Item::TooBigEnd { .. } => true,
         }
     });
     match end {

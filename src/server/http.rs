@@ -161,6 +161,40 @@ pub fn preflight(ctx: &Ctx, rq: Request) {
     respond(rq, 200, "text/plain; charset=utf-8", "OK", &h);
 }
 
+/// Whether the request carries `Authorization: Bearer TOKEN` (AU-03);
+/// the scheme is case-insensitive, the token compared in constant time.
+pub fn bearer_ok(rq: &Request, token: &crate::cli::Secret) -> bool {
+    let Some(v) = header(rq, "Authorization") else {
+        return false;
+    };
+    let v = v.trim();
+    match v.split_once(' ') {
+        Some((scheme, cred)) if scheme.eq_ignore_ascii_case("bearer") => {
+            token.matches(cred.trim().as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// 401 with a `WWW-Authenticate: Bearer` challenge (AU-04). The
+/// Streamable HTTP endpoint gets a JSON-RPC error without an id.
+pub fn unauthorized(rq: Request, path: &str, cors: &[(String, String)]) {
+    let mut h = cors.to_vec();
+    h.push(("WWW-Authenticate".into(), "Bearer".into()));
+    if path.ends_with("/mcp") || path.ends_with("/mcp/") {
+        let body = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Unauthorized: send Authorization: Bearer <token>"}}"#;
+        respond_json(rq, 401, body, &h)
+    } else {
+        respond(
+            rq,
+            401,
+            "text/plain; charset=utf-8",
+            "Unauthorized: send Authorization: Bearer <token>",
+            &h,
+        )
+    }
+}
+
 /// Sends a complete response. Errors writing it mean the client left.
 pub fn respond(
     rq: Request,

@@ -26,8 +26,10 @@ pub fn open(ctx: &Ctx, mount: &Mount, rq: Request, cors: &[(String, String)]) {
     if mount.router.send(Event::OpenSse { reply: tx }).is_err() {
         return http::respond(rq, 503, "text/plain", "Server is shutting down", cors);
     }
-    let Ok((sid, stream)) = rx.recv() else {
-        return http::respond(rq, 503, "text/plain", "Server is shutting down", cors);
+    let (sid, stream) = match rx.recv() {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return http::respond(rq, 503, "text/plain; charset=utf-8", &e, cors),
+        Err(_) => return http::respond(rq, 503, "text/plain", "Server is shutting down", cors),
     };
     let gone = || {
         let _ = mount.router.send(Event::StreamGone {

@@ -3,8 +3,10 @@
 //! Each configured server (the default one at the root, each named one at
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
 //! module owns the HTTP side: the accept loop hands every request to its own
-//! `http` thread (at most [`MAX_EXCHANGES`] at once), which checks Origin and
-//! Host, answers CORS, and dispatches to the HTTP+SSE endpoints (legacy.rs),
+//! `http` thread (at most `--max-connections` at once), which checks Origin and
+//! Host, answers CORS, checks the `--auth-token` (every path but
+//! [`AUTH_EXEMPT_PATHS`], and `/status` with `--status-no-auth`), and
+//! dispatches to the HTTP+SSE endpoints (legacy.rs),
 //! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
 //! `/readyz`. An exchange thread ends when its response or stream ends.
 //!
@@ -36,8 +38,9 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tiny_http::{Method, Request};
 
-/// HTTP exchanges (requests and open streams) handled at once; more get 503.
-pub const MAX_EXCHANGES: usize = 2048;
+/// Paths that answer without the `--auth-token`: probes for supervisors,
+/// which must work without a secret and reveal nothing about sessions.
+pub const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz"];
 /// Stack of an exchange thread: they parse JSON and copy bytes, no more.
 const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
 /// Request workers started with the server.
@@ -107,6 +110,12 @@ pub fn run(args: &Args) -> ExitCode {
             max_message_bytes: args.max_message_bytes,
             init_timeout: def.timeout.or(args.init_timeout),
             session_timeout: args.session_timeout,
+            limits: router::Limits {
+                max_sessions: args.max_sessions,
+                stream_queue: args.stream_queue,
+                replay_events: args.replay_events,
+                replay_bytes: args.replay_bytes,
+            },
             restart: router::RestartPolicy {
                 max_restarts: args.max_restarts,
                 window: args.restart_window,
@@ -127,7 +136,7 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let server = match tiny_http::Server::http((args.host.as_str(), args.port)) {
+    let server = match listen(args) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!(
@@ -149,12 +158,18 @@ pub fn run(args: &Args) -> ExitCode {
         args.host.clone()
     };
     let base = format!("http://{host}:{port}");
-    eprintln!("listening on {base}");
+    if args.auth_token.is_none() && !http::is_loopback_bind(&args.host) {
+        say(&format!(
+            "WARNING: mcp-proxy listens on {} without --auth-token: anyone who can reach this address can run the server's tools as you. Set --auth-token (or --auth-token-file, MCP_PROXY_AUTH_TOKEN), or listen on 127.0.0.1.",
+            args.host
+        ));
+    }
+    say(&format!("listening on {base}"));
     for m in &mounts {
-        eprintln!(
+        say(&format!(
             "  {}: {base}{}/sse (HTTP+SSE), {base}{}/mcp (Streamable HTTP)",
             m.name, m.prefix, m.prefix
-        );
+        ));
     }
     let ctx = Arc::new(Ctx {
         args: args.clone(),
@@ -261,11 +276,12 @@ fn spawn_worker(
                     continue;
                 }
             };
-            if idle == 0 && workers.total.load(Ordering::SeqCst) < MAX_EXCHANGES {
+            let max = ctx.args.max_connections;
+            if idle == 0 && workers.total.load(Ordering::SeqCst) < max {
                 spawn_worker(&ctx, &server, &workers, &stopping);
             }
-            if ctx.exchanges.load(Ordering::Relaxed) >= MAX_EXCHANGES {
-                log::warn!("{MAX_EXCHANGES} HTTP exchanges open; refusing a request");
+            if ctx.exchanges.load(Ordering::Relaxed) >= max {
+                log::warn!("{max} HTTP exchanges open (--max-connections); refusing a request");
                 http::respond(rq, 503, "text/plain", "Too many connections", &[]);
                 continue;
             }
@@ -285,6 +301,54 @@ fn spawn_worker(
         total.total.fetch_sub(1, Ordering::SeqCst);
         log::error!("cannot start a thread for HTTP requests: {e}");
     }
+}
+
+/// One line to stderr. A full or broken stderr (a disk-full log file)
+/// must not stop the proxy, so errors are ignored where `eprintln!`
+/// would panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Binds the listener. With `--write-timeout`, the listening socket gets
+/// `SO_SNDTIMEO`, which Linux copies to every accepted socket: a client
+/// that stops reading (its TCP window full) then fails our write after
+/// the timeout instead of holding its exchange thread forever. tiny_http
+/// offers no per-connection hook, and its accept loop would end on an
+/// accept timeout, so `SO_RCVTIMEO` cannot be used the same way.
+fn listen(args: &Args) -> Result<tiny_http::Server, String> {
+    // The head limits live in our tiny_http copy (vendor/tiny_http/PATCHED.md):
+    // it reads the head before we see the request.
+    tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
+    tiny_http::set_max_connections(args.max_connections);
+    let l =
+        std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| e.to_string())?;
+    if let Some(t) = args.write_timeout {
+        use std::os::fd::AsRawFd;
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: a valid socket fd and a pointer to a timeval that lives
+        // across the call, with its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            log::warn!(
+                "cannot set a write timeout on the listener: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())
 }
 
 fn stop_all(mounts: &[Mount], grace: Duration) {
@@ -347,7 +411,15 @@ fn handle(ctx: &Ctx, rq: Request) {
         }
     }
     let cors = http::cors_headers(ctx, &rq);
-    // Health endpoints stay open to probes: no authentication, ever.
+    if let Some(token) = &ctx.args.auth_token {
+        let open =
+            AUTH_EXEMPT_PATHS.contains(&path) || (path == "/status" && ctx.args.status_no_auth);
+        if !open && !http::bearer_ok(&rq, token) {
+            return http::unauthorized(rq, path, &cors);
+        }
+    }
+    // /healthz and /readyz stay open to probes (AUTH_EXEMPT_PATHS above);
+    // /status needed the token unless --status-no-auth.
     if matches!(path, "/status" | "/healthz" | "/readyz") {
         if !matches!(rq.method(), Method::Get | Method::Head) {
             return method_not_allowed(rq, "GET, HEAD", &cors);

@@ -44,6 +44,18 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// Patched for mcp-proxy: the head is over the size limit (431).
+    HeadTooLarge,
+    /// Patched for mcp-proxy: a head that started did not finish in time (408).
+    HeadTimeout,
+}
+
+/// Patched for mcp-proxy: what one request head may still use.
+struct HeadBudget {
+    left: usize,
+    timeout: Option<std::time::Duration>,
+    /// Set by the first byte of the head.
+    deadline: Option<std::time::Instant>,
 }
 
 impl ClientConnection {
@@ -77,7 +89,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,14 +97,40 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(Ok(b)) => b,
+                // A socket read timeout is EAGAIN (WouldBlock) on Linux.
+                Some(Err(e))
+                    if budget.deadline.is_some()
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Err(ReadError::HeadTimeout)
+                }
+                Some(Err(e)) => return Err(ReadError::ReadIoError(e)),
+                None => {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
             };
+            match budget.deadline {
+                None => budget.deadline = budget.timeout.map(|t| std::time::Instant::now() + t),
+                Some(d) if std::time::Instant::now() > d => return Err(ReadError::HeadTimeout),
+                Some(_) => {}
+            }
+            if budget.left == 0 {
+                return Err(ReadError::HeadTooLarge);
+            }
+            budget.left -= 1;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    ReadError::ReadIoError(IoError::new(
+                        ErrorKind::InvalidInput,
+                        "Header is not in ASCII",
+                    ))
+                });
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -104,10 +142,16 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let (max_head, timeout) = crate::head_limits();
+        let mut budget = HeadBudget {
+            left: max_head,
+            timeout,
+            deadline: None,
+        };
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(&mut budget)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,7 +162,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(&mut budget)?;
 
                     if line.is_empty() {
                         break;
@@ -157,6 +201,13 @@ impl ClientConnection {
         .map_err(|e| {
             use crate::request;
             match e {
+                // Patched for mcp-proxy: a small body is read here, before the
+                // request is handed over; one that stalls is a timed-out request.
+                request::RequestCreationError::CreationIoError(e)
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    ReadError::HeadTimeout
+                }
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
@@ -201,6 +252,26 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
+                }
+
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::from_string("Request Header Fields Too Large")
+                        .with_status_code(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the head is not worth reading
+                }
+
+                Err(ReadError::HeadTimeout) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::from_string("Request Timeout")
+                        .with_status_code(StatusCode(408));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {

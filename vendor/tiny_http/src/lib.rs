@@ -116,6 +116,56 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+/// Patched for mcp-proxy (PATCHED.md, change 3): limits on a request head,
+/// which tiny_http 0.12.0 reads with no bound on size or time.
+static MAX_HEAD_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+static HEAD_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets, for every server in the process, the most bytes a request head
+/// (request line and header lines) may take, answered 431 beyond, and how
+/// long a head may take to arrive once it has started, answered 408
+/// beyond. The timeout is also set as the read timeout of each accepted
+/// socket, so a connection idle that long between requests is closed
+/// (silently) and a request body that stalls that long fails to read.
+/// Call it before creating the server.
+pub fn set_head_limits(max_bytes: usize, timeout: Option<Duration>) {
+    MAX_HEAD_BYTES.store(max_bytes, Relaxed);
+    HEAD_TIMEOUT_MS.store(
+        timeout.map_or(0, |t| (t.as_millis() as u64).max(1)),
+        Relaxed,
+    );
+}
+
+/// Patched for mcp-proxy (PATCHED.md, change 4): connections served at once.
+static MAX_CONNECTIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+static LIVE_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets, for every server in the process, how many connections are read at
+/// once (each has its own thread); one more is answered 503 and closed at
+/// once instead of being queued.
+pub fn set_max_connections(n: usize) {
+    MAX_CONNECTIONS.store(n, Relaxed);
+}
+
+/// Counts a live connection thread until dropped.
+struct LiveConnection;
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        LIVE_CONNECTIONS.fetch_sub(1, Relaxed);
+    }
+}
+
+pub(crate) fn head_limits() -> (usize, Option<Duration>) {
+    let ms = HEAD_TIMEOUT_MS.load(Relaxed);
+    (
+        MAX_HEAD_BYTES.load(Relaxed),
+        (ms > 0).then(|| Duration::from_millis(ms)),
+    )
+}
+
 mod client;
 mod common;
 mod connection;
@@ -293,11 +343,27 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // Patched for mcp-proxy: refuse a connection beyond
+                        // the limit at once, with a 503 it can read.
+                        if LIVE_CONNECTIONS.load(Relaxed) >= MAX_CONNECTIONS.load(Relaxed) {
+                            if let crate::connection::Connection::Tcp(mut s) = sock {
+                                use std::io::Write;
+                                let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+                                let _ = s.write_all(
+                                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\nConnection: close\r\n\r\nToo many connections",
+                                );
+                            }
+                            continue;
+                        }
+                        LIVE_CONNECTIONS.fetch_add(1, Relaxed);
                         // Patched for mcp-proxy: responses and SSE events
                         // leave in several writes; Nagle's algorithm would hold
                         // each small one back for the peer's delayed ACK.
                         if let crate::connection::Connection::Tcp(ref s) = sock {
                             let _ = s.set_nodelay(true);
+                            if let (_, Some(t)) = head_limits() {
+                                let _ = s.set_read_timeout(Some(t));
+                            }
                         }
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
@@ -326,7 +392,10 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        // Dropped with the closure, run or not.
+                        let live = LiveConnection;
                         tasks_pool.spawn(Box::new(move || {
+                            let _live = &live;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
