@@ -540,47 +540,16 @@ fn scan_head(b: &[u8]) -> (Option<String>, bool) {
 
 /// The index after the string starting at `i`, if it ends within `b`.
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
-        }
-    }
-    None
+    (b.get(i) == Some(&b'"'))
+        .then(|| skip_string(b, i))
+        .flatten()
 }
 
 /// The index after the JSON value starting at `i`, if it ends within `b`
 /// (a scalar running into the end of `b` does not count: it may go on).
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
-        b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            None
-        }
+        b'"' | b'{' | b'[' => skip_value(b, i),
         _ => {
             let n = b[i..]
                 .iter()
