@@ -8,7 +8,7 @@
 mod common;
 mod server_support;
 
-use common::{demo_bin, proxy_bin, Proc, WAIT};
+use common::{alive, demo_bin, proxy_bin, wait_gone, Proc, WAIT};
 use serde_json::{json, Value};
 use server_support::*;
 use std::path::PathBuf;
@@ -31,30 +31,6 @@ fn streamable_at(base: &str, name: &str) -> Session {
 fn whoami(s: &mut Session, id: u64) -> Value {
     s.post(&tool(json!(id), "whoami", json!({})));
     serde_json::from_str(&text_of(&s.recv_response(&json!(id)))).expect("whoami is JSON")
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); look at its state instead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_gone(pid: i32, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} (pid {pid}) is still alive"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The first line of everything `proc` wrote to stderr that contains

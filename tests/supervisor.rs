@@ -4,28 +4,7 @@
 mod common;
 use mcp_proxy::child::{self, ChildSpec};
 use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); look at its state instead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_gone(pid: i32) {
-    let deadline = Instant::now() + common::WAIT;
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "process {pid} is still alive");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 /// Starts `sh -c SCRIPT` supervised; returns the child and the first line
 /// it prints (the grandchild's pid).
@@ -47,7 +26,7 @@ fn start(script: &str) -> (child::ChildProcess, i32, child::Pipes) {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("not a pid: {line:?}"));
-    assert!(alive(pid));
+    assert!(common::alive(pid));
     (c, pid, pipes)
 }
 
@@ -55,7 +34,7 @@ fn start(script: &str) -> (child::ChildProcess, i32, child::Pipes) {
 fn hard_kill_takes_grandchildren_that_ignore_sigterm() {
     let (mut c, grandchild, _pipes) = start("trap '' TERM; sleep 300 & echo $!; wait");
     c.signal_group(libc::SIGKILL);
-    wait_gone(grandchild);
+    common::wait_gone(grandchild, "the grandchild");
     assert!(c.shutdown(Duration::from_millis(500)).is_some());
 }
 
@@ -63,7 +42,7 @@ fn hard_kill_takes_grandchildren_that_ignore_sigterm() {
 fn a_server_exit_takes_its_leftovers_and_keeps_its_status() {
     let (mut c, grandchild, _pipes) = start("sleep 300 & echo $!; read x; exit 7");
     drop(_pipes); // EOF on the server's stdin: `read` returns, the server exits 7
-    wait_gone(grandchild);
+    common::wait_gone(grandchild, "the grandchild");
     let status = c.shutdown(Duration::from_secs(5)).expect("reaped");
     assert_eq!(status.code(), Some(7));
 }
@@ -73,7 +52,7 @@ fn a_signal_death_is_reported_as_such() {
     use std::os::unix::process::ExitStatusExt;
     let (mut c, grandchild, _pipes) = start("sleep 300 & echo $!; wait");
     c.signal_group(libc::SIGTERM);
-    wait_gone(grandchild);
+    common::wait_gone(grandchild, "the grandchild");
     let status = c.shutdown(Duration::from_secs(5)).expect("reaped");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }

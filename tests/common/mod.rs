@@ -447,3 +447,29 @@ impl SseStream {
         matches!(self.rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
     }
 }
+
+/// Whether process `pid` is alive. A zombie still answers kill(0), so its
+/// state in /proc decides.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until process `pid` is gone; `what` names it on failure.
+pub fn wait_gone(pid: i32, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still alive"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
