@@ -327,8 +327,8 @@ fn listen(args: &Args) -> Result<tiny_http::Server, String> {
     if let Some(t) = args.write_timeout {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_usec: t.subsec_micros() as libc::suseconds_t,
+            tv_sec: t.as_secs() as _,
+            tv_usec: t.subsec_micros() as _,
         };
         // SAFETY: a valid socket fd and a pointer to a timeval that lives
         // across the call, with its exact size.
