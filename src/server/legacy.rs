@@ -3,9 +3,9 @@
 //! `/messages/?session_id=…` endpoint; every client message is a POST there,
 //! answered 202, with the answers coming on the stream.
 //!
-//! The GET's exchange thread pumps the session's stream until the router
+//! The GET's connection thread pumps the session's stream until the router
 //! ends it or the client goes away, which ends the session (its requests are
-//! cancelled at the child). POST threads end with their 202.
+//! cancelled at the child). A POST is done with its 202.
 
 use super::http;
 use super::{Ctx, Mount};

@@ -6,8 +6,8 @@
 //! into an SSE stream that ends after the response. GET opens the session's
 //! own stream for unrelated traffic; DELETE ends the session.
 //!
-//! Each exchange runs on its own `http` thread, which ends with the
-//! response or stream. A stream whose client vanishes is reported to the
+//! Each exchange runs on its connection's thread, and holds it until the
+//! response or stream ends. A stream whose client vanishes is reported to the
 //! router, which cancels the requests still open on it.
 
 use super::http;
