@@ -766,7 +766,7 @@ impl Router {
                 let line = jsonrpc::error_reply(
                     Some(&h.id),
                     jsonrpc::INVALID_REQUEST,
-                    &format!("mcp-proxy: the request is over the limit of {limit} bytes"),
+                    &format!("mcp-proxy: the request is over the message size limit of {limit} bytes (--max-message-size)"),
                     None,
                 );
                 self.send_child(line);

@@ -77,6 +77,13 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, query: &str, cors: &[(Str
                 &format!("Request body over {} bytes", ctx.args.max_body_bytes),
             )
         }
+        Err(http::BodyError::TimedOut) => {
+            return text(
+                rq,
+                408,
+                &http::body_timeout_message(ctx.args.header_timeout),
+            )
+        }
         Err(http::BodyError::Io) => return text(rq, 400, "Could not read the request body"),
     };
     let Ok(body) = String::from_utf8(body) else {

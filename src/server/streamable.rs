@@ -85,6 +85,10 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             );
             return error(rq, 413, jsonrpc::INVALID_REQUEST, &msg, cors);
         }
+        Err(http::BodyError::TimedOut) => {
+            let msg = http::body_timeout_message(ctx.args.header_timeout);
+            return error(rq, 408, -32000, &msg, cors);
+        }
         Err(http::BodyError::Io) => {
             return error(rq, 400, -32000, "Bad Request: cannot read the body", cors)
         }
