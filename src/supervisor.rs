@@ -31,7 +31,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-/// argv[1] that turns the binary into a supervisor.
+/// The `argv[1]` that turns the binary into a supervisor.
 pub const ENTRY: &str = "__mcp-proxy-supervise";
 
 /// The signal the proxy sends the supervisor for a hard kill of the group.
