@@ -124,6 +124,43 @@ fn named_servers_are_mounted_under_servers_name() {
     );
 }
 
+/// Upstream redirects `/servers/NAME/sse/` to `/servers/NAME/sse`, so
+/// clients that saved the slash form must get the same stream from us, with
+/// an endpoint event naming the same mount's `/messages/`.
+#[test]
+fn sse_with_a_trailing_slash_is_the_sse_endpoint() {
+    let alpha = format!("{} --name alpha", demo_bin());
+    let p = Proxy::start(&["--named-server", "alpha", &alpha]);
+    for (prefix, server) in [("", "mcp-demo-server"), ("/servers/alpha", "alpha")] {
+        let c = send("GET", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(c.status, 200, "GET {prefix}/sse/");
+        let sse = c.sse();
+        let ev = sse.next().unwrap();
+        assert_eq!(ev.event, "endpoint");
+        let endpoint = ev.data.clone();
+        assert!(
+            endpoint.starts_with(&format!("{prefix}/messages/?session_id=")),
+            "{prefix}/sse/ endpoint event: {endpoint}"
+        );
+        let c = send(
+            "POST",
+            &format!("{}{endpoint}", p.url),
+            &[("Content-Type", "application/json")],
+            Some(init_body("2024-11-05").as_bytes()),
+        );
+        assert_eq!(c.status, 202, "POST {endpoint}");
+        assert_eq!(sse.next_json()["result"]["serverInfo"]["name"], server);
+        let h = send("HEAD", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(h.status, 200, "HEAD {prefix}/sse/");
+        let post = send("POST", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(post.status, 405, "POST {prefix}/sse/");
+    }
+    assert_eq!(
+        send("GET", &format!("{}/servers/alpha/sse//", p.url), &[], None).status,
+        404
+    );
+}
+
 #[test]
 fn streamable_session_rules() {
     let p = Proxy::start(&[]);

@@ -435,7 +435,9 @@ fn handle(ctx: &Ctx, rq: Request) {
         None => return http::respond(rq, 404, "text/plain; charset=utf-8", "Not Found", &cors),
     };
     match rest {
-        "/sse" => match rq.method() {
+        // `/sse/` too, as `/mcp/`: upstream redirects a named server's
+        // `/sse/` to its `/sse`, so clients saved the slash form.
+        "/sse" | "/sse/" => match rq.method() {
             Method::Get | Method::Head => legacy::open(ctx, mount, rq, &cors),
             _ => method_not_allowed(rq, "GET, HEAD", &cors),
         },
