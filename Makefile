@@ -138,8 +138,8 @@ bench:
 	$(CARGO) build --release --locked --bins
 	@if $(MAKE) -n static >/dev/null 2>&1; then \
 		$(MAKE) static || echo "bench: static build failed; the size row is the dynamic binary"; fi
-	@test -x $(BENCH_CACHE)/py/bin/mcp-proxy || { \
-		python3 -m venv $(BENCH_CACHE)/py && \
+	@$(BENCH_CACHE)/py/bin/mcp-proxy --help >/dev/null 2>&1 || { \
+		rm -rf $(BENCH_CACHE)/py && python3 -m venv $(BENCH_CACHE)/py && \
 		$(BENCH_CACHE)/py/bin/pip install --quiet mcp-proxy==0.13.0; } || \
 		echo "bench: could not install the Python mcp-proxy (needs python3-venv); it is skipped"
 	@test -f $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js || \

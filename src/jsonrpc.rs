@@ -488,6 +488,12 @@ pub fn id_hint(head: &[u8], tail: &[u8]) -> Option<IdHint> {
     Some(IdHint { id, request })
 }
 
+/// Whether the head of a message too large to parse shows a top-level
+/// `method`: then it is a request or a notification, never a response.
+pub fn head_names_method(head: &[u8]) -> bool {
+    scan_head(head).1
+}
+
 /// Scans the top level of an object prefix: (the `id` value if complete,
 /// whether a `method` key was seen).
 fn scan_head(b: &[u8]) -> (Option<String>, bool) {
@@ -802,5 +808,19 @@ mod tests {
         assert_eq!(h("", r#""é":1,"id":5}"#), hint("5", false));
         assert_eq!(h("{\"é\":\"", "\u{1F600}\"}"), None);
         assert_eq!(h("", ""), None);
+    }
+
+    #[test]
+    fn a_head_shows_a_method_only_at_the_top_level() {
+        let m = |head: &str| head_names_method(head.as_bytes());
+        assert!(m(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"da"#
+        ));
+        assert!(m(r#" { "method" : "x", "#));
+        assert!(!m(r#"{"jsonrpc":"2.0","result":{"method":"x"},"id":1"#));
+        assert!(!m(r#"{"jsonrpc":"2.0","id":1,"result":{"te"#));
+        // Cut off before its value ends: not known to be one.
+        assert!(!m(r#"{"method":"notifications/mess"#));
+        assert!(!m(""));
     }
 }

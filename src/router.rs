@@ -482,7 +482,7 @@ struct Router {
     restarts: u32,
     /// When the restarts within the window happened.
     recent_restarts: VecDeque<Instant>,
-    stdin: Option<Sender<String>>,
+    stdin: Option<child::ChildInput>,
     /// The child's `initialize` result, as the raw text it sent.
     init_result: Option<String>,
     sessions: HashMap<String, Session>,
@@ -653,12 +653,13 @@ impl Router {
     fn spawn_child(&mut self) -> Result<(), String> {
         let (proc_, pipes) = child::spawn(&self.cfg.spec).map_err(|e| e.to_string())?;
         let name = self.name.clone();
-        let (in_tx, in_rx) = channel::<String>();
         let tx = self.tx.clone();
         self.gen += 1;
         let gen = self.gen;
         let big_tx = self.tx.clone();
-        let started = child::spawn_stdin_writer(&name, pipes.stdin, in_rx)
+        let mut stdin = None;
+        let started = child::ChildInput::new(&name, pipes.stdin)
+            .map(|i| stdin = Some(i))
             .and_then(|_| child::spawn_stderr_drain(&name, pipes.stderr))
             .and_then(|_| {
                 child::spawn_stdout_reader(
@@ -677,7 +678,7 @@ impl Router {
         }
         log::info!("server '{name}' started, pid {}", proc_.pid);
         self.child = Some(proc_);
-        self.stdin = Some(in_tx);
+        self.stdin = stdin;
         self.awaiting_init = true;
         self.init_deadline = self.cfg.init_timeout.map(|t| Instant::now() + t);
         let init = json!({
@@ -695,8 +696,9 @@ impl Router {
     }
 
     fn send_child(&mut self, line: String) {
-        if let Some(tx) = &self.stdin {
-            let _ = tx.send(line);
+        if let Some(input) = &self.stdin {
+            // A child that stopped reading is reported by its stdout pump.
+            let _ = input.send(line);
         }
     }
 
@@ -709,7 +711,7 @@ impl Router {
         self.init_deadline = None;
         self.fail_requests("mcp-proxy is shutting down");
         self.sessions.clear();
-        // Dropping the only sender ends the stdin pump, which closes the pipe.
+        // The pump writes what is queued, then the pipe closes.
         self.stdin = None;
         if let Some(mut c) = self.child.take() {
             match c.shutdown(self.cfg.shutdown_grace) {
@@ -764,7 +766,7 @@ impl Router {
                 let line = jsonrpc::error_reply(
                     Some(&h.id),
                     jsonrpc::INVALID_REQUEST,
-                    &format!("mcp-proxy: the request is over the limit of {limit} bytes"),
+                    &format!("mcp-proxy: the request is over the message size limit of {limit} bytes (--max-message-size)"),
                     None,
                 );
                 self.send_child(line);

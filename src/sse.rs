@@ -27,8 +27,12 @@ pub enum Item {
     Event(Event),
     /// A `retry` field: reconnection delay in milliseconds.
     Retry(u64),
-    /// An event grew past the limit; its bytes were dropped.
-    TooBig,
+    /// An event grew past the limit; its bytes are dropped. `head` holds
+    /// its first bytes so far (up to [`OVERSIZED_HINT_BYTES`]), which may
+    /// already tell what it is before its end comes, if ever.
+    TooBig {
+        head: Vec<u8>,
+    },
     /// The end of an event reported as [`Item::TooBig`]: the first and
     /// last [`OVERSIZED_HINT_BYTES`] of its data, where its JSON-RPC id may
     /// still be found ([`crate::jsonrpc::id_hint`]).
@@ -145,7 +149,9 @@ impl Parser {
             self.data.clear();
             self.event.clear();
             self.discarding = true;
-            out.push(Item::TooBig);
+            out.push(Item::TooBig {
+                head: self.discarded_head(),
+            });
             return;
         }
         self.line.extend_from_slice(bytes);
@@ -159,16 +165,23 @@ impl Parser {
         keep_tail(&mut self.big_tail, bytes);
     }
 
-    /// The ends of the discarded event, its first raw line's `data:` field
-    /// name taken off the head.
-    fn take_ends(&mut self) -> Item {
-        let mut head = std::mem::take(&mut self.big_head);
+    /// The head of the discarded event so far, its first raw line's
+    /// `data:` field name taken off.
+    fn discarded_head(&self) -> Vec<u8> {
+        let mut head = self.big_head.clone();
         let raw = &head[self.big_raw_from..];
         let skip = raw
             .strip_prefix(b"data:")
             .map(|r| raw.len() - r.strip_prefix(b" ").unwrap_or(r).len())
             .unwrap_or(0);
         head.drain(self.big_raw_from..self.big_raw_from + skip);
+        head
+    }
+
+    /// The ends of the discarded event.
+    fn take_ends(&mut self) -> Item {
+        let head = self.discarded_head();
+        self.big_head.clear();
         Item::TooBigEnd {
             head,
             tail: std::mem::take(&mut self.big_tail),
@@ -420,19 +433,25 @@ mod tests {
         for _ in 0..100 {
             p.feed(b"xxxxxxxxxx", &mut out); // never a newline
         }
-        assert_eq!(out, vec![Item::TooBig]);
+        // What had come when the limit was passed: 10 bytes, then 10 more.
+        let big = Item::TooBig {
+            head: vec![b'x'; 20],
+        };
+        assert_eq!(out, vec![big.clone()]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
         let ends = Item::TooBigEnd {
             head: vec![b'x'; OVERSIZED_HINT_BYTES],
             tail: vec![b'x'; OVERSIZED_HINT_BYTES],
         };
-        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "ok", None)]);
+        assert_eq!(out, vec![big, ends, ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
+        let head = b"0123456789\n0123456789".to_vec();
+        let big = Item::TooBig { head: head.clone() };
         let ends = Item::TooBigEnd {
-            head: b"0123456789\n0123456789".to_vec(),
+            head,
             tail: b"data: 0123456789".to_vec(),
         };
-        assert_eq!(out, vec![Item::TooBig, ends, ev("message", "a", None)]);
+        assert_eq!(out, vec![big, ends, ev("message", "a", None)]);
         // A reply whose id is at either end can still be named.
         let mut big = b"data: {\"jsonrpc\":\"2.0\",\"id\":41,\"result\":\"".to_vec();
         big.extend_from_slice(&[b'y'; 5000]);
@@ -442,6 +461,16 @@ mod tests {
             panic!("{out:?}")
         };
         assert_eq!(crate::jsonrpc::id_hint(head, tail).unwrap().id, "41");
+        // Whether it names a method shows before its end.
+        let mut big =
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":\""
+                .to_vec();
+        big.extend_from_slice(&[b'y'; 5000]);
+        let out = parse_chunks(&[&big], 1000);
+        let Item::TooBig { head } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(crate::jsonrpc::head_names_method(head), "{out:?}");
     }
 
     #[test]

@@ -398,6 +398,94 @@ fn cancellation_reaches_the_server() {
     assert_eq!(p.wait_exit(WAIT), Some(0));
 }
 
+/// Messages from the remote over --max-message-size, each kind on the
+/// streams it comes on (the demo pads them as asked): a server-to-client
+/// request is answered with a JSON-RPC error naming the limit and the flag
+/// (the demo's tool result shows what its request got back, where before it
+/// waited forever), a notification is dropped, a reply fails its own
+/// request. The local client sees nothing else of them, and the session
+/// goes on.
+fn oversized_messages_from_the_remote(remote_args: &[&str], transport: &str, sse: bool) {
+    let remote = FakeRemote::start(remote_args);
+    let url = if sse { remote.sse() } else { remote.mcp() };
+    let mut p = proxy(&[
+        "--transport",
+        transport,
+        "--max-message-size",
+        "100000",
+        &url,
+    ]);
+    handshake(&mut p, if sse { "2024-11-05" } else { "2025-06-18" });
+    let big = 200_000;
+    let no_extra = |what: &str, skipped: &[Value]| {
+        assert!(skipped.is_empty(), "{what}: stdout also got {skipped:?}");
+    };
+    // A sampling request on the call's own stream (the POST's SSE reply in
+    // Streamable HTTP) and one unrelated to it (the GET stream).
+    for (id, unrelated) in [(1, false), (2, true)] {
+        let args = json!({"prompt": "q", "pad": big, "unrelated": unrelated});
+        p.send_json(&call_tool(json!(id), "sample", args));
+        let (r, skipped) = p.recv_until("the sampling call's result", |v| v["id"] == json!(id));
+        let text = result_text(&r);
+        assert!(
+            text.starts_with("sampling failed")
+                && text.contains("100000")
+                && text.contains("--max-message-size"),
+            "unrelated {unrelated}: the remote got {text}"
+        );
+        no_extra("the sampling call", &skipped);
+    }
+    // A notification on the call's stream, then one unrelated to any call.
+    p.send_json(&call_tool(
+        json!(3),
+        "log",
+        json!({"text": "t", "pad": big}),
+    ));
+    let (r, skipped) = p.recv_until("the log call's result", |v| v["id"] == json!(3));
+    assert_eq!(result_text(&r), "logged", "{r}");
+    no_extra("the log call", &skipped);
+    p.send_json(&call_tool(
+        json!(4),
+        "touch",
+        json!({"uri": "u", "pad": big}),
+    ));
+    let (r, skipped) = p.recv_until("the touch call's result", |v| v["id"] == json!(4));
+    assert_eq!(result_text(&r), "touched", "{r}");
+    no_extra("the touch call", &skipped);
+    // A reply over the limit fails its own request.
+    p.send_json(&call_tool(json!(5), "big", json!({"bytes": big})));
+    let (r, skipped) = p.recv_until("the big call's reply", |v| v["id"] == json!(5));
+    assert!(error_message(&r).contains("--max-message-size"), "{r}");
+    no_extra("the big call", &skipped);
+    // The session goes on, and nothing more arrives for what was dropped.
+    p.send_json(&call_tool(json!(6), "echo", json!({"text": "after"})));
+    let (r, skipped) = p.recv_until("the echo", |v| v["id"] == json!(6));
+    assert_eq!(result_text(&r), "after");
+    no_extra("the echo", &skipped);
+    p.wait_stderr("--max-message-size", WAIT);
+}
+
+#[test]
+fn oversized_messages_from_a_streamable_remote() {
+    oversized_messages_from_the_remote(&["--transport", "streamable"], "streamablehttp", false);
+}
+
+/// The same with every reply on an SSE stream, so that the oversized reply
+/// comes on a stream too.
+#[test]
+fn oversized_messages_from_a_streamable_remote_replying_on_sse() {
+    oversized_messages_from_the_remote(
+        &["--transport", "streamable", "--reply", "sse"],
+        "streamablehttp",
+        false,
+    );
+}
+
+#[test]
+fn oversized_messages_from_an_http_sse_remote() {
+    oversized_messages_from_the_remote(&["--transport", "sse"], "sse", true);
+}
+
 /// A stdin line over --max-message-size gets -32600 and is dropped; the
 /// session goes on.
 #[test]

@@ -453,10 +453,11 @@ fn a_small_stream_queue_drops_a_client_that_does_not_read() {
     drop(stalled);
 }
 
-/// Slowloris: clients that trickle their heads (and one its body) hold a
-/// connection thread each but never stall anyone else, and a head that does
-/// not finish within --header-timeout gets 408 and is closed
-/// (vendor/tiny_http/PATCHED.md, change 3).
+/// Slowloris: clients that trickle their heads (and some their bodies)
+/// hold a connection thread each but never stall anyone else; a head that
+/// does not finish within --header-timeout, or a body that pauses longer,
+/// gets 408 (vendor/tiny_http/PATCHED.md, change 3), whatever the body's
+/// size and on both POST endpoints.
 #[test]
 fn a_client_that_trickles_its_request_does_not_block_others() {
     let p = Proxy::start(&["--header-timeout", "2"]);
@@ -469,11 +470,18 @@ fn a_client_that_trickles_its_request_does_not_block_others() {
             .unwrap();
         slow.push(s);
     }
-    // And one sends its head but trickles the body.
-    let mut body_slow = TcpStream::connect(&host).unwrap();
-    body_slow
-        .write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n{")
-        .unwrap();
+    // And some send their head but stall in the body: a small one (which
+    // tiny_http reads before handing the request over) and larger ones
+    // (which the endpoints read), on /mcp and on /messages/.
+    let stalled_body = |head: &str| {
+        let mut s = TcpStream::connect(&host).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(b"{").unwrap();
+        s
+    };
+    let mut body_slow = stalled_body("POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n");
+    let big_mcp = stalled_body("POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 50000\r\n\r\n");
+    let big_legacy = stalled_body(&format!("POST /messages/?session_id={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 50000\r\n\r\n", "a".repeat(32)));
     for round in 0..3 {
         for s in &mut slow {
             s.write_all(b"a").unwrap();
@@ -493,6 +501,15 @@ fn a_client_that_trickles_its_request_does_not_block_others() {
     let mut out = String::new();
     let _ = std::io::Read::read_to_string(&mut body_slow, &mut out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    // So do the larger stalled bodies, with a body naming the flag.
+    for (what, mut s) in [("/mcp", big_mcp), ("/messages/", big_legacy)] {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{what}: {out:?}");
+        assert!(out.contains("--header-timeout"), "{what}: {out:?}");
+    }
     drop(slow);
 }
 

@@ -207,7 +207,7 @@ impl Remote {
             .map_err(|e| fail(e.to_string()))?;
         let res = self.agent.run(req).map_err(|e| fail(describe(&e)))?;
         let status = res.status().as_u16();
-        let body = read_body(res, TOKEN_REPLY_BYTES).map_err(fail)?;
+        let body = read_body(res, TOKEN_REPLY_BYTES).map_err(|e| fail(format!("it {e}")))?;
         if !(200..300).contains(&status) {
             return Err(fail(format!("HTTP {status}")));
         }
@@ -592,20 +592,21 @@ pub fn header<'a>(res: &'a Response, name: &str) -> Option<&'a str> {
     res.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Reads a whole (non-SSE) body, failing when it exceeds `max` bytes.
+/// Reads a whole (non-SSE) body, failing when it exceeds `max` bytes. The
+/// error says what the server did ("the remote server URL {error}").
 pub fn read_body(res: Response, max: usize) -> Result<String, String> {
     let mut out = Vec::new();
     res.into_body()
         .into_reader()
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("the reply broke off ({e})"))?;
+        .map_err(|e| format!("broke off its reply ({e})"))?;
     if out.len() > max {
         return Err(format!(
-            "the reply is larger than the message size limit ({max} bytes, see --max-message-size)"
+            "sent a reply larger than the message size limit ({max} bytes, see --max-message-size)"
         ));
     }
-    String::from_utf8(out).map_err(|_| "the reply is not UTF-8".into())
+    String::from_utf8(out).map_err(|_| "sent a reply that is not UTF-8".into())
 }
 
 #[cfg(test)]

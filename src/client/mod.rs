@@ -22,6 +22,12 @@
 //! processed and is resent on the new session; one whose outcome is unknown
 //! is not.
 //!
+//! A message from the remote over `--max-message-size` is dropped, and
+//! what its two ends show decides who hears of it ([`Oversized`]): a
+//! server-to-client request is answered with a JSON-RPC error (POSTed as
+//! the local client's replies are), a reply fails the request it answers,
+//! a notification is only logged.
+//!
 //! With `--transport auto` the local client's own `initialize` decides
 //! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
 //! but 401/403 for revisions before 2025-11-25) means GET the same URL as
@@ -102,6 +108,39 @@ pub enum Event {
         kind: StreamKind,
         outcome: Outcome,
     },
+    /// An SSE event over `--max-message-size` on the stream named `what`
+    /// was dropped.
+    Oversized {
+        gen: u64,
+        big: Oversized,
+        what: &'static str,
+    },
+}
+
+/// What an SSE event from the remote over `--max-message-size` was, as far
+/// as its two ends tell ([`crate::sse::Item::TooBigEnd`]).
+#[derive(Debug, PartialEq)]
+pub enum Oversized {
+    /// A server-to-client request (its raw id): it gets an error reply, or
+    /// the remote would wait for an answer forever.
+    Request(String),
+    /// A response (its raw id): the request it answers fails.
+    Response(String),
+    /// A `method` and no id to be seen: a notification, dropped.
+    Notification,
+    /// Neither end tells.
+    Unknown,
+}
+
+impl Oversized {
+    pub fn of(head: &[u8], tail: &[u8]) -> Oversized {
+        match jsonrpc::id_hint(head, tail) {
+            Some(h) if h.request => Oversized::Request(h.id),
+            Some(h) => Oversized::Response(h.id),
+            None if jsonrpc::head_names_method(head) => Oversized::Notification,
+            None => Oversized::Unknown,
+        }
+    }
 }
 
 /// How an exchange with the remote went.
@@ -405,6 +444,7 @@ impl Router {
             Event::Endpoint { gen, data } => self.endpoint(gen, &data),
             Event::Posted { gen, job, outcome } => self.posted(gen, job, outcome),
             Event::StreamEnded { gen, kind, outcome } => self.stream_ended(gen, kind, outcome),
+            Event::Oversized { gen, big, what } => self.oversized(gen, big, what),
         }
     }
 
@@ -780,6 +820,61 @@ impl Router {
         }
     }
 
+    /// An event over `--max-message-size` was dropped: whoever waits for
+    /// it gets an error instead, so that no request waits forever.
+    fn oversized(&mut self, gen: u64, big: Oversized, what: &str) {
+        let max = self.remote.max_message_bytes;
+        let over = format!("over the message size limit of {max} bytes (--max-message-size)");
+        match big {
+            Oversized::Request(id) => {
+                if gen != self.gen {
+                    return log::warn!("the remote sent a request {over} on its {what}, on a session now gone; dropped");
+                }
+                log::warn!("the remote sent a request {over} on its {what}; answering it with an error");
+                let msg = Message::ours(jsonrpc::error_reply(
+                    Some(&id),
+                    jsonrpc::INVALID_REQUEST,
+                    &format!("mcp-proxy: the request is {over}"),
+                    None,
+                ));
+                match self.phase {
+                    // Hidden: on a new session (after a 404) it answers
+                    // nothing, so it is not sent again.
+                    Phase::Ready => self.post(PostJob {
+                        msg,
+                        hidden: true,
+                        probe: false,
+                        with_session: self.has_session(),
+                    }),
+                    Phase::Connecting | Phase::Handshake => self.queue.push_back(msg),
+                    Phase::Idle | Phase::Down(_) => {
+                        log::debug!("the session is down; no error sent")
+                    }
+                }
+            }
+            Oversized::Response(id) => {
+                let cause = format!(
+                    "sent a reply larger than the message size limit ({max} bytes, see --max-message-size)"
+                );
+                if self.inflight.contains_key(&id) {
+                    log::warn!("request {id}: the remote {cause}");
+                } else {
+                    log::warn!("the remote sent a reply {over} on its {what}, to no request in flight; dropped");
+                }
+                // As the remote's own error, so that a handshake it answers
+                // ends as if the remote had refused it.
+                let msg = Message::ours(self.error_line(&id, &cause));
+                self.remote_message(gen, msg);
+            }
+            Oversized::Notification => {
+                log::warn!("the remote sent a notification {over} on its {what}; dropped")
+            }
+            Oversized::Unknown => log::warn!(
+                "the remote sent a message {over} on its {what}, with no id readable at either end; dropped"
+            ),
+        }
+    }
+
     fn posted(&mut self, gen: u64, job: PostJob, outcome: Outcome) {
         let detached = job.msg.kind() == Kind::Request
             && job.msg.id().is_some_and(|id| self.detached.remove(id));
@@ -888,7 +983,11 @@ impl Router {
             }
             Outcome::Broken { cause, .. } | Outcome::Bad(cause) => {
                 if let Some(id) = id {
-                    log::warn!("request {id}: the remote {cause}");
+                    // Unless it was already answered (say, failed for the
+                    // oversized event that ended its reply stream).
+                    if self.inflight.contains_key(&id) {
+                        log::warn!("request {id}: the remote {cause}");
+                    }
                     if is_handshake && job.hidden {
                         return self.go_down(cause);
                     }
@@ -1227,6 +1326,37 @@ mod tests {
             1
         );
         assert!(parse_remote("not json").is_err());
+    }
+
+    #[test]
+    fn oversized_events_are_told_apart_by_their_ends() {
+        let of = |head: &str, tail: &str| Oversized::of(head.as_bytes(), tail.as_bytes());
+        assert_eq!(
+            of(
+                r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"#,
+                "}}"
+            ),
+            Oversized::Request(r#""s1""#.into())
+        );
+        assert_eq!(
+            of(
+                r#"{"method":"roots/list","params":{"x":""#,
+                r#""},"jsonrpc":"2.0","id":7}"#
+            ),
+            Oversized::Request("7".into())
+        );
+        assert_eq!(
+            of(r#"{"jsonrpc":"2.0","id":3,"result":{"#, "}}"),
+            Oversized::Response("3".into())
+        );
+        assert_eq!(
+            of(
+                r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"#,
+                "}}"
+            ),
+            Oversized::Notification
+        );
+        assert_eq!(of(r#"{"result":{"content":[{"#, "]}}"), Oversized::Unknown);
     }
 
     #[test]

@@ -8,8 +8,7 @@
 //! Replies come back on the stream, not on the POSTs.
 
 use super::http::{read_sse, Remote, SseEnd};
-use super::{Event, Outcome, PostJob, StreamKind};
-use crate::jsonrpc::{self, Message};
+use super::{Event, Outcome, Oversized, PostJob, StreamKind};
 use crate::sse;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -60,30 +59,11 @@ pub fn spawn_stream(remote: Arc<Remote>, url: String, gen: u64, tx: Sender<Event
                         sse::Item::Event(e) => {
                             log::debug!("ignoring an SSE event of type {:?}", e.event)
                         }
-                        sse::Item::TooBig => log::warn!(
-                            "the remote sent an event larger than the message size limit ({max} bytes, see --max-message-size); dropped"
-                        ),
+                        // Dropped; its end tells what it was.
+                        sse::Item::TooBig { .. } => {}
                         sse::Item::TooBigEnd { head, tail } => {
-                            // Every reply comes on this stream: name the
-                            // request the dropped one answered, if either
-                            // end shows its id, and fail it as the remote's
-                            // error, so it does not wait forever.
-                            match jsonrpc::id_hint(&head, &tail) {
-                                Some(h) if !h.request => {
-                                    let line = jsonrpc::error_reply(
-                                        Some(&h.id),
-                                        jsonrpc::INTERNAL_ERROR,
-                                        &format!("mcp-proxy: the remote's reply was over the message size limit of {max} bytes (--max-message-size)"),
-                                        None,
-                                    );
-                                    if let Ok(m) = Message::parse(&line) {
-                                        let _ = tx.send(Event::Remote { gen, msg: m });
-                                    }
-                                }
-                                _ => log::warn!(
-                                    "the oversized event names no request; nothing could be failed"
-                                ),
-                            }
+                            let big = Oversized::of(&head, &tail);
+                            let _ = tx.send(Event::Oversized { gen, big, what: "SSE stream" });
                         }
                         sse::Item::Retry(_) => {}
                     }

@@ -10,8 +10,8 @@
 //! remote cannot be cancelled, DESIGN.md).
 
 use super::http::{header, read_body, read_sse, Remote, Response, SseEnd};
-use super::{Event, Outcome, PostJob, StreamKind};
-use crate::jsonrpc::{Kind, Message};
+use super::{Event, Outcome, Oversized, PostJob, StreamKind};
+use crate::jsonrpc::{self, Kind, Message};
 use crate::sse;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -218,7 +218,7 @@ fn read_until(
     until: Option<&str>,
     last_id: Option<String>,
     tx: &Sender<Event>,
-    what: &str,
+    what: &'static str,
 ) -> Outcome {
     let mut answered = false;
     let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
@@ -243,15 +243,18 @@ fn read_until(
                 log::debug!("ignoring an SSE event of type {:?} on the {what}", e.event);
                 true
             }
-            sse::Item::TooBig => {
-                log::warn!(
-                    "the remote sent an event on its {what} larger than the message size limit ({max} bytes, see --max-message-size); dropped"
-                );
-                // On a reply stream the oversized event was most likely the
-                // reply itself: give up on it rather than wait forever.
-                until.is_none()
+            // On a reply stream, an oversized event that may be the reply
+            // itself ends the wait for it at once (its end may never come).
+            // One whose head names a method is a server request or a
+            // notification on the way to the reply: read to its end, which
+            // tells what it was.
+            sse::Item::TooBig { head } => until.is_none() || jsonrpc::head_names_method(&head),
+            sse::Item::TooBigEnd { head, tail } => {
+                let big = Oversized::of(&head, &tail);
+                let _ = tx.send(Event::Oversized { gen, big, what });
+                true
             }
-            sse::Item::Retry(_) | sse::Item::TooBigEnd { .. } => true,
+            sse::Item::Retry(_) => true,
         }
     });
     match end {

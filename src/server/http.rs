@@ -223,13 +223,24 @@ fn hdr(k: &str, v: &str) -> Header {
         .expect("header names and values we build are valid")
 }
 
+/// What a client whose body stalled is told (with 408 Request Timeout).
+pub fn body_timeout_message(timeout: Option<Duration>) -> String {
+    let secs = timeout.map_or(0, |t| t.as_secs());
+    format!("Request Timeout: the body stalled for more than {secs} s (--header-timeout)")
+}
+
 /// Why a body could not be read.
 pub enum BodyError {
     TooLarge,
+    /// A read waited longer than `--header-timeout` (the socket's read
+    /// timeout) for the next bytes: a body that stalls or trickles.
+    TimedOut,
     Io,
 }
 
-/// Reads the request body, refusing more than `limit` bytes.
+/// Reads the request body, refusing more than `limit` bytes. tiny_http
+/// reads a body of up to 1 KiB itself before handing the request over (and
+/// answers 408 when it stalls); a larger one is read here.
 pub fn read_body(rq: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
     if rq.body_length().is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
@@ -238,7 +249,11 @@ pub fn read_body(rq: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
     rq.as_reader()
         .take(limit as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|_| BodyError::Io)?;
+        .map_err(|e| match e.kind() {
+            // A socket read timeout is EAGAIN (WouldBlock) on Linux.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => BodyError::TimedOut,
+            _ => BodyError::Io,
+        })?;
     if buf.len() > limit {
         return Err(BodyError::TooLarge);
     }

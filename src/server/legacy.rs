@@ -3,9 +3,9 @@
 //! `/messages/?session_id=…` endpoint; every client message is a POST there,
 //! answered 202, with the answers coming on the stream.
 //!
-//! The GET's exchange thread pumps the session's stream until the router
+//! The GET's connection thread pumps the session's stream until the router
 //! ends it or the client goes away, which ends the session (its requests are
-//! cancelled at the child). POST threads end with their 202.
+//! cancelled at the child). A POST is done with its 202.
 
 use super::http;
 use super::{Ctx, Mount};
@@ -75,6 +75,13 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, query: &str, cors: &[(Str
                 rq,
                 413,
                 &format!("Request body over {} bytes", ctx.args.max_body_bytes),
+            )
+        }
+        Err(http::BodyError::TimedOut) => {
+            return text(
+                rq,
+                408,
+                &http::body_timeout_message(ctx.args.header_timeout),
             )
         }
         Err(http::BodyError::Io) => return text(rq, 400, "Could not read the request body"),

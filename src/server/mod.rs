@@ -2,20 +2,20 @@
 //!
 //! Each configured server (the default one at the root, each named one at
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
-//! module owns the HTTP side: the accept loop hands every request to its own
-//! `http` thread (at most `--max-connections` at once), which checks Origin and
-//! Host, answers CORS, checks the `--auth-token` (every path but
+//! module owns the HTTP side: each connection has its own thread (at most
+//! `--max-connections` at once; our tiny_http copy, PATCHED.md change 5)
+//! that runs its requests one after the other: it checks Origin and Host, answers CORS, checks the `--auth-token` (every path but
 //! [`AUTH_EXEMPT_PATHS`], and `/status` with `--status-no-auth`), and
 //! dispatches to the HTTP+SSE endpoints (legacy.rs),
 //! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
-//! `/readyz`. An exchange thread ends when its response or stream ends.
+//! `/readyz`. A connection's thread ends when the client closes it.
 //!
 //! The proxy listens at once; every server starts in parallel on its own
 //! router thread, and one that cannot start never holds up the others.
 //! `/readyz` says when all of them are running.
 //!
 //! Shutdown: the `signals` thread turns the first SIGTERM/SIGINT/SIGHUP into
-//! a `shutdown` thread that stops accepting, has every router end its
+//! a `shutdown` thread that answers new requests 503, has every router end its
 //! sessions (so their streams end) and stop its child gracefully (stdin
 //! closed, `--shutdown-grace`, SIGTERM to the group, the grace again,
 //! SIGKILL), all servers at once, then exits with 128 + the signal number.
@@ -41,12 +41,8 @@ use tiny_http::{Method, Request};
 /// Paths that answer without the `--auth-token`: probes for supervisors,
 /// which must work without a secret and reveal nothing about sessions.
 pub const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz"];
-/// Stack of an exchange thread: they parse JSON and copy bytes, no more.
-const EXCHANGE_STACK_BYTES: usize = 512 * 1024;
-/// Request workers started with the server.
-const INITIAL_WORKERS: usize = 4;
-/// Idle request workers kept; more end after their request.
-const MAX_IDLE_WORKERS: usize = 16;
+/// Stack of a connection thread: it parses JSON and copies bytes, no more.
+const CONNECTION_STACK_BYTES: usize = 512 * 1024;
 /// How long `/status` waits for a router's answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for reaping children on top of the shutdown graces.
@@ -139,8 +135,8 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let server = match listen(args) {
-        Ok(s) => Arc::new(s),
+    let listener = match listen(args) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!(
                 "mcp-proxy: cannot listen on {}:{}: {e}; pick another --port or --host",
@@ -150,11 +146,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let port = server
-        .server_addr()
-        .to_ip()
-        .map(|a| a.port())
-        .unwrap_or(args.port);
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.port);
     let host = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]", args.host)
     } else {
@@ -184,11 +176,28 @@ pub fn run(args: &Args) -> ExitCode {
         exchanges: AtomicUsize::new(0),
     });
     let stopping = Arc::new(AtomicBool::new(false));
+    let handler = {
+        let (ctx, stopping) = (ctx.clone(), stopping.clone());
+        Arc::new(move |rq: Request| serve(&ctx, &stopping, rq))
+    };
+    // Kept until the process exits: dropping it closes the listener.
+    let _server = match tiny_http::Server::from_listener_with_handler(
+        listener,
+        None,
+        CONNECTION_STACK_BYTES,
+        handler,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mcp-proxy: cannot serve HTTP on {base}: {e}");
+            stop_all(&ctx.mounts, args.shutdown_grace);
+            return ExitCode::from(1);
+        }
+    };
     {
         // Signals that came before this point are still pending (blocked),
         // so none is lost.
         let ctx = ctx.clone();
-        let server = server.clone();
         let stopping = stopping.clone();
         signals::spawn_waiter(move |sig| {
             if stopping.swap(true, Ordering::SeqCst) {
@@ -197,11 +206,10 @@ pub fn run(args: &Args) -> ExitCode {
             }
             log::info!("signal {sig}: stopping the servers");
             let ctx = ctx.clone();
-            let server = server.clone();
             let spawned = thread::Builder::new()
                 .name("shutdown".into())
                 .spawn(move || {
-                    server.unblock();
+                    // New requests get 503 from now on (`serve`).
                     let routers: Vec<Sender<Event>> =
                         ctx.mounts.iter().map(|m| m.router.clone()).collect();
                     stop_routers(&routers, ctx.args.shutdown_grace);
@@ -220,91 +228,30 @@ pub fn run(args: &Args) -> ExitCode {
             }
         });
     }
-    // Long-lived workers take requests off tiny_http's queue, so a request
-    // never blocks the accept loop and none pays for a new thread: spawning
-    // one per request cost 57-73 µs and often a scheduler slice (bench
-    // findings), a worker that exists answers in 16-43 µs. An SSE stream
-    // holds its worker for its whole life, so another starts whenever none
-    // is idle.
-    let workers = Arc::new(Workers {
-        idle: AtomicUsize::new(0),
-        total: AtomicUsize::new(0),
-    });
-    for _ in 0..INITIAL_WORKERS {
-        spawn_worker(&ctx, &server, &workers, &stopping);
-    }
     // The shutdown thread exits the process once the servers are down.
     loop {
         thread::park();
     }
 }
 
-/// Request workers: how many exist and how many wait in `recv`.
-struct Workers {
-    idle: AtomicUsize,
-    total: AtomicUsize,
-}
-
-fn spawn_worker(
-    ctx: &Arc<Ctx>,
-    server: &Arc<tiny_http::Server>,
-    workers: &Arc<Workers>,
-    stopping: &Arc<AtomicBool>,
-) {
-    workers.total.fetch_add(1, Ordering::SeqCst);
-    let total = workers.clone();
-    let (ctx, server, workers, stopping) = (
-        ctx.clone(),
-        server.clone(),
-        workers.clone(),
-        stopping.clone(),
-    );
-    let spawned = thread::Builder::new()
-        .name("http".into())
-        .stack_size(EXCHANGE_STACK_BYTES)
-        .spawn(move || loop {
-            workers.idle.fetch_add(1, Ordering::SeqCst);
-            let next = server.recv();
-            let idle = workers.idle.fetch_sub(1, Ordering::SeqCst) - 1;
-            let rq = match next {
-                Ok(rq) => rq,
-                Err(_) if stopping.load(Ordering::SeqCst) => {
-                    // unblock() wakes one receiver: pass it on to the next.
-                    server.unblock();
-                    workers.total.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
-                Err(e) => {
-                    log::error!("accepting connections failed: {e}");
-                    thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            let max = ctx.args.max_connections;
-            if idle == 0 && workers.total.load(Ordering::SeqCst) < max {
-                spawn_worker(&ctx, &server, &workers, &stopping);
-            }
-            if ctx.exchanges.load(Ordering::Relaxed) >= max {
-                log::warn!("{max} HTTP exchanges open (--max-connections); refusing a request");
-                http::respond(rq, 503, "text/plain", "Too many connections", &[]);
-                continue;
-            }
-            ctx.exchanges.fetch_add(1, Ordering::Relaxed);
-            {
-                let _count = ExchangeCount(&ctx);
-                handle(&ctx, rq);
-            }
-            // Keep a few idle workers for the next burst, not hundreds
-            // left over from the last one.
-            if workers.idle.load(Ordering::SeqCst) >= MAX_IDLE_WORKERS {
-                workers.total.fetch_sub(1, Ordering::SeqCst);
-                return;
-            }
-        });
-    if let Err(e) = spawned {
-        total.total.fetch_sub(1, Ordering::SeqCst);
-        log::error!("cannot start a thread for HTTP requests: {e}");
+/// Runs one request on the connection thread that read it (our
+/// tiny_http copy, PATCHED.md change 5): no hand-off to another thread,
+/// which cost a context switch and a scheduler wake-up per request (bench
+/// findings), and an SSE stream holds one thread instead of two.
+fn serve(ctx: &Ctx, stopping: &AtomicBool, rq: Request) {
+    if stopping.load(Ordering::SeqCst) {
+        http::respond(rq, 503, "text/plain", "Shutting down", &[]);
+        return;
     }
+    let max = ctx.args.max_connections;
+    if ctx.exchanges.load(Ordering::Relaxed) >= max {
+        log::warn!("{max} HTTP exchanges open (--max-connections); refusing a request");
+        http::respond(rq, 503, "text/plain", "Too many connections", &[]);
+        return;
+    }
+    ctx.exchanges.fetch_add(1, Ordering::Relaxed);
+    let _count = ExchangeCount(ctx);
+    handle(ctx, rq);
 }
 
 /// One line to stderr. A full or broken stderr (a disk-full log file)
@@ -321,7 +268,7 @@ fn say(line: &str) {
 /// the timeout instead of holding its exchange thread forever. tiny_http
 /// offers no per-connection hook, and its accept loop would end on an
 /// accept timeout, so `SO_RCVTIMEO` cannot be used the same way.
-fn listen(args: &Args) -> Result<tiny_http::Server, String> {
+fn listen(args: &Args) -> Result<std::net::TcpListener, String> {
     // The head limits live in our tiny_http copy (vendor/tiny_http/PATCHED.md):
     // it reads the head before we see the request.
     tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
@@ -331,8 +278,8 @@ fn listen(args: &Args) -> Result<tiny_http::Server, String> {
     if let Some(t) = args.write_timeout {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_usec: t.subsec_micros() as libc::suseconds_t,
+            tv_sec: t.as_secs() as _,
+            tv_usec: t.subsec_micros() as _,
         };
         // SAFETY: a valid socket fd and a pointer to a timeval that lives
         // across the call, with its exact size.
@@ -352,7 +299,7 @@ fn listen(args: &Args) -> Result<tiny_http::Server, String> {
             );
         }
     }
-    tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string())
+    Ok(l)
 }
 
 fn stop_all(mounts: &[Mount], grace: Duration) {

@@ -6,8 +6,8 @@
 //! into an SSE stream that ends after the response. GET opens the session's
 //! own stream for unrelated traffic; DELETE ends the session.
 //!
-//! Each exchange runs on its own `http` thread, which ends with the
-//! response or stream. A stream whose client vanishes is reported to the
+//! Each exchange runs on its connection's thread, and holds it until the
+//! response or stream ends. A stream whose client vanishes is reported to the
 //! router, which cancels the requests still open on it.
 
 use super::http;
@@ -84,6 +84,10 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
                 ctx.args.max_body_bytes
             );
             return error(rq, 413, jsonrpc::INVALID_REQUEST, &msg, cors);
+        }
+        Err(http::BodyError::TimedOut) => {
+            let msg = http::body_timeout_message(ctx.args.header_timeout);
+            return error(rq, 408, -32000, &msg, cors);
         }
         Err(http::BodyError::Io) => {
             return error(rq, 400, -32000, "Bad Request: cannot read the body", cors)

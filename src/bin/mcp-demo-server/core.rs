@@ -85,15 +85,17 @@ impl Session {
         self.state.lock().unwrap().cancelled.contains(id)
     }
 
-    /// Sends a request to the client and waits for its answer.
-    fn ask(&self, related: &str, method: &str, params: Value) -> Option<Message> {
+    /// Sends a request to the client and waits for its answer; `related`
+    /// is the call it belongs to (`None`: unrelated, so in Streamable HTTP
+    /// it goes on the GET stream).
+    fn ask(&self, related: Option<&str>, method: &str, params: Value) -> Option<Message> {
         let id = format!("\"demo-{}\"", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = channel();
         self.state.lock().unwrap().waiting.insert(id.clone(), tx);
         let line =
             json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}).to_string();
         let msg = Message::ours(line).with_id(&id);
-        self.send(Some(related), msg.into_raw());
+        self.send(related, msg.into_raw());
         rx.recv_timeout(Duration::from_secs(60)).ok()
     }
 
@@ -268,10 +270,12 @@ impl Session {
                 }
                 self.text(id, format!("{steps} steps done"))
             }
+            // `pad` bytes of padding make the request as large as a test
+            // needs; `unrelated` sends it unrelated to this call.
             "sample" => match self.ask(
-                id,
+                (!args["unrelated"].as_bool().unwrap_or(false)).then_some(id),
                 "sampling/createMessage",
-                json!({"messages": [{"role": "user", "content": {"type": "text", "text": s("prompt")}}], "maxTokens": 100}),
+                json!({"messages": [{"role": "user", "content": {"type": "text", "text": s("prompt") + &"x".repeat(num("pad", 0) as usize)}}], "maxTokens": 100}),
             ) {
                 Some(r) if !r.is_error() => {
                     let text = r.value()["result"]["content"]["text"].as_str().unwrap_or("").to_owned();
@@ -281,20 +285,20 @@ impl Session {
                 None => self.text(id, "sampling timed out"),
             },
             "elicit" => match self.ask(
-                id,
+                Some(id),
                 "elicitation/create",
                 json!({"message": s("message"), "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}}}),
             ) {
                 Some(r) => self.text(id, format!("elicited: {}", r.value().get("result").unwrap_or(&r.value()["error"]))),
                 None => self.text(id, "elicitation timed out"),
             },
-            "roots" => match self.ask(id, "roots/list", json!({})) {
+            "roots" => match self.ask(Some(id), "roots/list", json!({})) {
                 Some(r) => self.text(id, format!("roots: {}", r.value().get("result").unwrap_or(&r.value()["error"]))),
                 None => self.text(id, "roots timed out"),
             },
             "log" => {
                 let level = args["level"].as_str().unwrap_or("info");
-                let line = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "demo", "data": s("text")}});
+                let line = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "demo", "data": s("text") + &"x".repeat(num("pad", 0) as usize)}});
                 self.send(Some(id), line.to_string());
                 self.text(id, "logged")
             }
@@ -303,7 +307,7 @@ impl Session {
                 self.text(id, "sent")
             }
             "touch" => {
-                let uri = s("uri");
+                let uri = s("uri") + &"x".repeat(num("pad", 0) as usize);
                 let line = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
                 self.send(None, line.to_string());
                 self.text(id, "touched")
@@ -370,8 +374,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "sample",
-            "Asks the client to sample (sampling/createMessage)",
-            json!({"prompt": s}),
+            "Asks the client to sample (sampling/createMessage): prompt, pad bytes of padding, unrelated to this call if unrelated",
+            json!({"prompt": s, "pad": n, "unrelated": {"type": "boolean"}}),
         ),
         tool(
             "elicit",
@@ -385,8 +389,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "log",
-            "Sends a log message notification",
-            json!({"level": s, "text": s}),
+            "Sends a log message notification (text and pad bytes of padding)",
+            json!({"level": s, "text": s, "pad": n}),
         ),
         tool(
             "list_changed",
@@ -395,8 +399,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "touch",
-            "Sends notifications/resources/updated for uri",
-            json!({"uri": s}),
+            "Sends notifications/resources/updated for uri (and pad bytes of padding)",
+            json!({"uri": s, "pad": n}),
         ),
         tool(
             "big",

@@ -293,7 +293,30 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, None)
+    }
+
+    /// Patched for mcp-proxy (PATCHED.md, change 5): like `from_listener`,
+    /// but each request is handed to `handler` on the thread that read it
+    /// (one per connection, with a stack of `stack_bytes`) instead of being
+    /// queued for `recv()`. The next request on that connection is read
+    /// once `handler` returns. A request then costs no hand-off between
+    /// threads, and a long response (an SSE stream) holds one thread, not
+    /// two. `recv()` on such a server only ever returns accept errors.
+    pub fn from_listener_with_handler<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        stack_bytes: usize,
+        handler: Arc<dyn Fn(Request) + Send + Sync + 'static>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::start(listener.into(), ssl_config, Some((stack_bytes, handler)))
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        inline: Option<(usize, Arc<dyn Fn(Request) + Send + Sync + 'static>)>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -337,7 +360,11 @@ impl Server {
         let inside_messages = messages.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+            let tasks_pool = match inline {
+                Some((stack, _)) => util::TaskPool::with_stack(stack),
+                None => util::TaskPool::new(),
+            };
+            let handler = inline.map(|(_, h)| h);
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
@@ -391,14 +418,19 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         // Dropped with the closure, run or not.
                         let live = LiveConnection;
                         tasks_pool.spawn(Box::new(move || {
                             let _live = &live;
                             if let Some(client) = client.take() {
+                                if let Some(handler) = &handler {
+                                    for rq in client {
+                                        handler(rq);
+                                    }
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
+                                } else if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());

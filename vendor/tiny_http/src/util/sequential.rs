@@ -124,6 +124,17 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
+    /// Patched for mcp-proxy: whether the next read is served from the
+    /// buffer, without reading from the connection.
+    pub fn has_buffered(&self) -> bool {
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref reader) => !reader.buffer().is_empty(),
+            _ => false,
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {

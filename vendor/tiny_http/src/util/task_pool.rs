@@ -11,22 +11,30 @@
 
 use std::thread;
 
-/// Stack of a connection thread: it parses request heads and hands requests
-/// over; it never runs request handlers.
+/// Stack of a connection thread that parses request heads and hands
+/// requests over to `recv()`, running no request handler itself.
 const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 
-pub struct TaskPool;
+pub struct TaskPool {
+    stack_bytes: usize,
+}
 
 impl TaskPool {
     pub fn new() -> TaskPool {
-        TaskPool
+        TaskPool::with_stack(CONNECTION_STACK_BYTES)
+    }
+
+    /// Threads with `stack_bytes` of stack, for connections whose requests
+    /// are handled on the connection's own thread.
+    pub fn with_stack(stack_bytes: usize) -> TaskPool {
+        TaskPool { stack_bytes }
     }
 
     /// Runs `code` on a new thread.
     pub fn spawn(&self, mut code: Box<dyn FnMut() + Send>) {
         let spawned = thread::Builder::new()
             .name("http-connection".into())
-            .stack_size(CONNECTION_STACK_BYTES)
+            .stack_size(self.stack_bytes)
             .spawn(move || code());
         if let Err(e) = spawned {
             log::error!("cannot start a thread for a new connection: {}", e);
