@@ -7,9 +7,11 @@
 #   make static     static x86_64 musl binary, size-optimised profile `static` in Cargo.toml
 #                   (installs the musl target and musl-tools if missing)
 #   make check-static   prove the static binary is static, small, and runs with no environment
-#   make install    copy what `make all` built into $(DESTDIR)$(BINDIR) and $(DESTDIR)$(MANDIR)
+#   make install    copy what `make all` built into $(DESTDIR)$(BINDIR), the man page into
+#                   $(DESTDIR)$(MANDIR), LICENSE and THIRD-PARTY-LICENSES into $(DESTDIR)$(DOCDIR)
 #   make uninstall  remove what `make install` put there
-#   make dist       tarball in dist/ with the static binary, man page, README and LICENSE
+#   make dist       tarball in dist/ with the static binary, man page, README, LICENSE and
+#                   THIRD-PARTY-LICENSES (the crates' notices; .ci/third-party-licenses writes it)
 #   make clean      remove target/ and dist/
 #   make interop    official SDKs and reference servers through the proxy (tests/interop/README.md)
 #   make bench      ours beside the Python mcp-proxy and supergateway (benches/README.md)
@@ -23,6 +25,7 @@ CARGO   ?= cargo
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/mcp-proxy
 DESTDIR ?=
 INSTALL ?= install
 HOST    ?= 127.0.0.1
@@ -89,9 +92,13 @@ install:
 		echo "install: $(BIN) is missing; run 'make' (as yourself, not root) first" >&2; exit 1; }
 	$(INSTALL) -D -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/mcp-proxy"
 	$(INSTALL) -D -m 0644 man/mcp-proxy.1 "$(DESTDIR)$(MANDIR)/man1/mcp-proxy.1"
+	$(INSTALL) -D -m 0644 LICENSE "$(DESTDIR)$(DOCDIR)/LICENSE"
+	$(INSTALL) -D -m 0644 THIRD-PARTY-LICENSES "$(DESTDIR)$(DOCDIR)/THIRD-PARTY-LICENSES"
 
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/mcp-proxy" "$(DESTDIR)$(MANDIR)/man1/mcp-proxy.1"
+	rm -f "$(DESTDIR)$(DOCDIR)/LICENSE" "$(DESTDIR)$(DOCDIR)/THIRD-PARTY-LICENSES"
+	rmdir "$(DESTDIR)$(DOCDIR)" 2>/dev/null || true
 
 dist: static
 	rm -rf dist/$(DIST_NAME) dist/$(DIST_NAME).tar.gz
@@ -99,6 +106,7 @@ dist: static
 	$(INSTALL) -D -m 0644 man/mcp-proxy.1 dist/$(DIST_NAME)/mcp-proxy.1
 	$(INSTALL) -D -m 0644 README.md dist/$(DIST_NAME)/README.md
 	$(INSTALL) -D -m 0644 LICENSE dist/$(DIST_NAME)/LICENSE
+	$(INSTALL) -D -m 0644 THIRD-PARTY-LICENSES dist/$(DIST_NAME)/THIRD-PARTY-LICENSES
 	tar -C dist --owner=0 --group=0 --numeric-owner --sort=name \
 		-czf dist/$(DIST_NAME).tar.gz $(DIST_NAME)
 	rm -rf dist/$(DIST_NAME)

@@ -59,6 +59,13 @@ Server mode options:
       --no-stateless          keep sessions [default]
       --allow-origin ORIGIN   allow this browser origin and enable CORS; '*' allows
                               any (repeatable)
+      --allow-host HOST       accept requests whose Host header names HOST, as for
+                              a reverse proxy that passes its own Host on
+                              (repeatable, or comma-separated; port ignored).
+                              On loopback, Host must be localhost, 127.0.0.1 or
+                              [::1] unless allowed here; elsewhere Host is not
+                              checked unless this is given. '*' turns the check
+                              off (no DNS rebinding protection)
       --expose-header HEADER  CORS Access-Control-Expose-Headers (repeatable)
                               [default: mcp-session-id]
       --keepalive SECONDS     SSE keepalive comment interval, 0 disables [default: 15]
@@ -199,6 +206,9 @@ pub struct Args {
     pub port: u16,
     pub stateless: bool,
     pub allow_origins: Vec<String>,
+    /// `--allow-host`: host names (lowercase, no port, IPv6 in brackets)
+    /// accepted in the Host header besides the loopback names; `*` = any.
+    pub allow_hosts: Vec<String>,
     pub expose_headers: Vec<String>,
     pub keepalive: Option<Duration>,
     /// Idle Streamable HTTP sessions end after this long (`None`: never).
@@ -302,6 +312,7 @@ impl Default for Args {
             port: 0,
             stateless: false,
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
             keepalive: Some(Duration::from_secs(15)),
             session_timeout: Some(Duration::from_secs(1800)),
@@ -376,6 +387,42 @@ impl From<lexopt::Error> for UsageError {
 fn string(v: OsString, what: &str) -> Result<String, UsageError> {
     v.into_string()
         .map_err(|v| UsageError(format!("{what}: {v:?} is not valid UTF-8")))
+}
+
+/// The host names of one `--allow-host` value: comma-separated, each a
+/// name or address with an optional port, or `*`.
+fn allowed_hosts(v: &str) -> Result<Vec<String>, UsageError> {
+    v.split(',')
+        .map(|h| {
+            let h = h.trim();
+            if h.is_empty() {
+                return Err(UsageError(format!(
+                    "--allow-host: '{v}' has an empty host name"
+                )));
+            }
+            if h.contains(|c: char| c.is_whitespace() || "/@?#".contains(c)) {
+                return Err(UsageError(format!(
+                    "--allow-host: '{h}' is not a host name; give the name alone, as in mcp.example.com"
+                )));
+            }
+            Ok(host_name(h))
+        })
+        .collect()
+}
+
+/// The name in a Host header value or `--allow-host` entry, as compared:
+/// lowercase, without the port, an IPv6 address in brackets.
+pub fn host_name(h: &str) -> String {
+    let h = h.trim();
+    let name = if h.starts_with('[') {
+        h.find(']').map(|i| &h[..=i]).unwrap_or(h).to_owned()
+    } else if h.matches(':').count() > 1 {
+        // A bare IPv6 address has no port.
+        format!("[{h}]")
+    } else {
+        h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h).to_owned()
+    };
+    name.to_ascii_lowercase()
 }
 
 fn number<T: std::str::FromStr>(v: OsString, flag: &str) -> Result<T, UsageError> {
@@ -562,6 +609,10 @@ where
             Long("stateless") => a.stateless = true,
             Long("no-stateless") => a.stateless = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
+            Long("allow-host") => {
+                let v = string(p.value()?, "--allow-host")?;
+                a.allow_hosts.extend(allowed_hosts(&v)?);
+            }
             Long("expose-header") => expose.push(string(p.value()?, "--expose-header")?),
             Long("session-timeout") => {
                 let secs: u64 = number(p.value()?, "--session-timeout")?;
@@ -871,6 +922,39 @@ mod tests {
         assert_eq!(a.expose_headers, vec!["mcp-session-id"]);
         let a = run(&["--expose-header", "x-a", "--expose-header", "x-b", "srv"]).unwrap();
         assert_eq!(a.expose_headers, vec!["x-a", "x-b"]);
+    }
+
+    #[test]
+    fn allow_host_is_repeatable_and_takes_lists() {
+        let a = run(&[
+            "--allow-host",
+            "MCP.Example.com:443, b.example",
+            "--allow-host=[::1]:8080",
+            "--allow-host",
+            "fe80::1",
+            "--allow-host",
+            "*",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.allow_hosts,
+            vec!["mcp.example.com", "b.example", "[::1]", "[fe80::1]", "*"]
+        );
+        assert_eq!(a.target.as_deref(), Some("srv"));
+        assert!(run(&["srv"]).unwrap().allow_hosts.is_empty());
+        for bad in ["a,,b", "", "a,", "http://a.example", "a b"] {
+            let e = run(&["--allow-host", bad, "srv"]).unwrap_err();
+            assert!(e.starts_with("--allow-host: "), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("localhost:8080"), "localhost");
+        assert_eq!(host_name("[::1]:9"), "[::1]");
+        assert_eq!(host_name("::1"), "[::1]");
+        assert_eq!(host_name("Evil.Example.com"), "evil.example.com");
     }
 
     #[test]

@@ -124,6 +124,43 @@ fn named_servers_are_mounted_under_servers_name() {
     );
 }
 
+/// Upstream redirects `/servers/NAME/sse/` to `/servers/NAME/sse`, so
+/// clients that saved the slash form must get the same stream from us, with
+/// an endpoint event naming the same mount's `/messages/`.
+#[test]
+fn sse_with_a_trailing_slash_is_the_sse_endpoint() {
+    let alpha = format!("{} --name alpha", demo_bin());
+    let p = Proxy::start(&["--named-server", "alpha", &alpha]);
+    for (prefix, server) in [("", "mcp-demo-server"), ("/servers/alpha", "alpha")] {
+        let c = send("GET", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(c.status, 200, "GET {prefix}/sse/");
+        let sse = c.sse();
+        let ev = sse.next().unwrap();
+        assert_eq!(ev.event, "endpoint");
+        let endpoint = ev.data.clone();
+        assert!(
+            endpoint.starts_with(&format!("{prefix}/messages/?session_id=")),
+            "{prefix}/sse/ endpoint event: {endpoint}"
+        );
+        let c = send(
+            "POST",
+            &format!("{}{endpoint}", p.url),
+            &[("Content-Type", "application/json")],
+            Some(init_body("2024-11-05").as_bytes()),
+        );
+        assert_eq!(c.status, 202, "POST {endpoint}");
+        assert_eq!(sse.next_json()["result"]["serverInfo"]["name"], server);
+        let h = send("HEAD", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(h.status, 200, "HEAD {prefix}/sse/");
+        let post = send("POST", &format!("{}{prefix}/sse/", p.url), &[], None);
+        assert_eq!(post.status, 405, "POST {prefix}/sse/");
+    }
+    assert_eq!(
+        send("GET", &format!("{}/servers/alpha/sse//", p.url), &[], None).status,
+        404
+    );
+}
+
 #[test]
 fn streamable_session_rules() {
     let p = Proxy::start(&[]);
@@ -405,6 +442,106 @@ fn origin_and_host_checks() {
         None,
     );
     assert_eq!(sse.status, 403);
+}
+
+/// Status of an `initialize` POST to `url` with these extra headers.
+fn init_status(url: &str, h: &[(&str, &str)]) -> u16 {
+    let mut hh = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    hh.extend_from_slice(h);
+    send("POST", url, &hh, Some(init_body("2025-06-18").as_bytes())).status
+}
+
+/// nginx with `proxy_set_header Host $host` sends the public name: a
+/// loopback proxy refuses it (SH-02) unless `--allow-host` names it.
+#[test]
+fn allow_host_admits_a_reverse_proxys_host_on_loopback() {
+    let p = Proxy::start(&[]);
+    let url = format!("{}/mcp", p.url);
+    assert_eq!(init_status(&url, &[("Host", "mcp.example.com")]), 403);
+
+    let p = Proxy::start(&[
+        "--allow-host",
+        "mcp.example.com,b.example",
+        "--allow-host",
+        "c.example:8443",
+    ]);
+    let url = format!("{}/mcp", p.url);
+    for host in [
+        "mcp.example.com",
+        "MCP.Example.COM:443",
+        "b.example",
+        "c.example",
+        "localhost:1",
+        "127.0.0.1",
+        "[::1]:80",
+    ] {
+        assert_eq!(init_status(&url, &[("Host", host)]), 200, "Host: {host}");
+    }
+    for host in [
+        "evil.example.com",
+        "mcp.example.com.evil.example",
+        "example.com",
+    ] {
+        assert_eq!(init_status(&url, &[("Host", host)]), 403, "Host: {host}");
+    }
+    // A browser on the public origin, through the reverse proxy.
+    let h = [
+        ("Host", "mcp.example.com"),
+        ("Origin", "https://mcp.example.com"),
+    ];
+    assert_eq!(init_status(&url, &h), 200);
+    let sse = send("GET", &format!("{}/sse", p.url), &h, None);
+    assert_eq!(sse.status, 200);
+    let ev = sse.sse().next().unwrap();
+    assert!(ev.data.starts_with("/messages/?session_id="), "{}", ev.data);
+    assert!(
+        p.proc
+            .stderr()
+            .contains("refused a request for Host \"evil.example.com\""),
+        "a refused Host is logged"
+    );
+
+    // '*' turns the check off.
+    let p = Proxy::start(&["--allow-host", "*"]);
+    let url = format!("{}/mcp", p.url);
+    assert_eq!(init_status(&url, &[("Host", "evil.example.com")]), 200);
+}
+
+/// On a wildcard bind there is no Host check unless `--allow-host` is
+/// given; then the same check as on loopback applies.
+#[test]
+fn allow_host_opts_a_wildcard_bind_into_the_host_check() {
+    const TOKEN: &str = "allow-host-test-token";
+    let bearer = format!("Bearer {TOKEN}");
+    // Listening on every address, talking to it over 127.0.0.1 only.
+    let wildcard = |extra: &[&str]| {
+        let mut args = vec!["--host", "0.0.0.0", "--port", "0", "--auth-token", TOKEN];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", demo_bin()]);
+        let mut p = Proxy::start_raw(&args);
+        p.url = p.url.replace("0.0.0.0", "127.0.0.1");
+        p.wait_ready();
+        let url = format!("{}/mcp", p.url);
+        (p, url)
+    };
+    let (_p, url) = wildcard(&[]);
+    let auth = ("Authorization", bearer.as_str());
+    assert_eq!(
+        init_status(&url, &[auth, ("Host", "anything.example")]),
+        200
+    );
+
+    let (_p, url) = wildcard(&["--allow-host", "mcp.example.com"]);
+    assert_eq!(init_status(&url, &[auth, ("Host", "mcp.example.com")]), 200);
+    assert_eq!(init_status(&url, &[auth, ("Host", "127.0.0.1:9")]), 200);
+    assert_eq!(
+        init_status(&url, &[auth, ("Host", "anything.example")]),
+        403
+    );
+    assert_eq!(init_status(&url, &[auth, ("Host", "0.0.0.0")]), 403);
 }
 
 #[test]

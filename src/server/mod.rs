@@ -66,6 +66,9 @@ pub struct Ctx {
     pub disabled: Vec<String>,
     pub mounts: Vec<Mount>,
     pub loopback: bool,
+    /// The names the Host header may give, lowercase and without a port;
+    /// `None`: any (see [`allowed_hosts`]).
+    pub allowed_hosts: Option<Vec<String>>,
     /// Microseconds since the epoch of the last SSE connect or /mcp request.
     pub last_activity_us: AtomicU64,
     pub exchanges: AtomicUsize,
@@ -167,6 +170,7 @@ pub fn run(args: &Args) -> ExitCode {
         args: args.clone(),
         disabled,
         loopback: http::is_loopback_bind(&args.host),
+        allowed_hosts: allowed_hosts(args),
         mounts,
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
@@ -341,13 +345,12 @@ fn handle(ctx: &Ctx, rq: Request) {
         return http::preflight(ctx, rq);
     }
     // DNS rebinding (SH-02): a name that resolves to us but is not ours.
-    if ctx.loopback {
-        if let Some(h) = &host {
-            let name = host_name(h);
-            if !matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]") {
-                let body = crate::jsonrpc::error_body(None, -32000, "Forbidden: Host not allowed");
-                return http::respond_json(rq, 403, &body, &[]);
-            }
+    if let (Some(allowed), Some(h)) = (&ctx.allowed_hosts, &host) {
+        let name = crate::cli::host_name(h);
+        if !allowed.contains(&name) {
+            log::warn!("refused a request for Host {name:?}; if it names this proxy, allow it with --allow-host");
+            let body = crate::jsonrpc::error_body(None, -32000, "Forbidden: Host not allowed");
+            return http::respond_json(rq, 403, &body, &[]);
         }
     }
     if let Some(o) = &origin {
@@ -382,7 +385,9 @@ fn handle(ctx: &Ctx, rq: Request) {
         None => return http::respond(rq, 404, "text/plain; charset=utf-8", "Not Found", &cors),
     };
     match rest {
-        "/sse" => match rq.method() {
+        // `/sse/` too, as `/mcp/`: upstream redirects a named server's
+        // `/sse/` to its `/sse`, so clients saved the slash form.
+        "/sse" | "/sse/" => match rq.method() {
             Method::Get | Method::Head => legacy::open(ctx, mount, rq, &cors),
             _ => method_not_allowed(rq, "GET, HEAD", &cors),
         },
@@ -408,14 +413,32 @@ fn handle(ctx: &Ctx, rq: Request) {
     }
 }
 
-fn host_name(h: &str) -> String {
-    let h = h.trim();
-    let name = if h.starts_with('[') {
-        h.find(']').map(|i| &h[..=i]).unwrap_or(h)
-    } else {
-        h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h)
-    };
-    name.to_ascii_lowercase()
+/// The Host names requests may carry (SH-02), `None` for any. On a
+/// loopback bind, or on any bind once `--allow-host` is given: the loopback
+/// names, the listening address unless it is a wildcard, and the
+/// `--allow-host` names; `*` among those allows any.
+fn allowed_hosts(args: &Args) -> Option<Vec<String>> {
+    if args.allow_hosts.iter().any(|h| h == "*")
+        || (args.allow_hosts.is_empty() && !http::is_loopback_bind(&args.host))
+    {
+        return None;
+    }
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .map(|&n| n.to_owned())
+        .collect();
+    let bound = crate::cli::host_name(&args.host);
+    let wildcard = matches!(bound.as_str(), "" | "0.0.0.0" | "[::]");
+    for name in (!wildcard)
+        .then_some(bound)
+        .into_iter()
+        .chain(args.allow_hosts.iter().map(|h| crate::cli::host_name(h)))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Some(names)
 }
 
 /// The server a path belongs to, and the path inside its mount.
@@ -540,10 +563,35 @@ fn readyz(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
 mod tests {
     use super::*;
 
+    fn hosts(host: &str, allow: &[&str]) -> Option<Vec<String>> {
+        let args = Args {
+            host: host.into(),
+            allow_hosts: allow.iter().map(|&h| h.into()).collect(),
+            ..Args::default()
+        };
+        allowed_hosts(&args)
+    }
+
     #[test]
-    fn host_names() {
-        assert_eq!(host_name("localhost:8080"), "localhost");
-        assert_eq!(host_name("[::1]:9"), "[::1]");
-        assert_eq!(host_name("Evil.Example.com"), "evil.example.com");
+    fn the_host_check_rule() {
+        let local = ["localhost", "127.0.0.1", "[::1]"];
+        assert_eq!(hosts("127.0.0.1", &[]).unwrap(), local);
+        // Another loopback address is its own name.
+        assert_eq!(hosts("127.0.0.2", &[]).unwrap()[3..], ["127.0.0.2"]);
+        assert_eq!(hosts("::1", &[]).unwrap(), local);
+        assert_eq!(hosts("127.0.0.1", &["LOCALHOST"]).unwrap(), local);
+        assert_eq!(hosts("0.0.0.0", &[]), None);
+        assert_eq!(hosts("192.0.2.7", &[]), None);
+        assert_eq!(hosts("127.0.0.1", &["*"]), None);
+        assert_eq!(hosts("0.0.0.0", &["a.example", "*"]), None);
+        assert_eq!(
+            hosts("0.0.0.0", &["a.example"]).unwrap()[3..],
+            ["a.example"]
+        );
+        assert_eq!(hosts("::", &["a.example"]).unwrap()[3..], ["a.example"]);
+        assert_eq!(
+            hosts("192.0.2.7", &["a.example"]).unwrap()[3..],
+            ["192.0.2.7", "a.example"]
+        );
     }
 }
