@@ -166,11 +166,7 @@ impl Message {
     /// A copy with the value at `path` replaced by `new_raw` (JSON text).
     /// Returns `None` when the path does not exist.
     pub fn replace(&self, path: &[&str], new_raw: &str) -> Option<Message> {
-        let r = locate(&self.raw, path)?;
-        let mut raw = String::with_capacity(self.raw.len() + new_raw.len());
-        raw.push_str(&self.raw[..r.start]);
-        raw.push_str(new_raw);
-        raw.push_str(&self.raw[r.end..]);
+        let raw = self.replace_raw(path, new_raw)?;
         let value = serde_json::from_str(&raw).ok()?;
         let kind = classify(&value).ok()?;
         Some(Message { raw, value, kind })
@@ -181,6 +177,31 @@ impl Message {
         self.replace(&["id"], new_raw_id)
             .expect("with_id is only called on messages that have an id")
     }
+
+    /// [`Message::replace`] when only the text is wanted: the text is
+    /// spliced and not parsed again, which on the routing path cost more
+    /// allocations than everything else together (bench findings).
+    /// `new_raw` must be one JSON value.
+    pub fn replace_raw(&self, path: &[&str], new_raw: &str) -> Option<String> {
+        splice(&self.raw, path, new_raw)
+    }
+
+    /// [`Message::with_id`] when only the text is wanted.
+    pub fn with_id_raw(&self, new_raw_id: &str) -> String {
+        self.replace_raw(&["id"], new_raw_id)
+            .expect("with_id_raw is only called on messages that have an id")
+    }
+}
+
+/// `text` (one JSON object) with the value at `path` replaced by `new_raw`,
+/// byte for byte everywhere else. None when there is no value at `path`.
+pub fn splice(text: &str, path: &[&str], new_raw: &str) -> Option<String> {
+    let r = locate(text, path)?;
+    let mut out = String::with_capacity(text.len() + new_raw.len());
+    out.push_str(&text[..r.start]);
+    out.push_str(new_raw);
+    out.push_str(&text[r.end..]);
+    Some(out)
 }
 
 fn classify(v: &Value) -> Result<Kind, ParseError> {
@@ -688,6 +709,13 @@ mod tests {
         assert!(m3.raw().contains(r#""_meta":{"progressToken":99}"#));
         assert_eq!(m3.get_raw(&["params", "arguments", "id"]), Some("5"));
         assert!(m.replace(&["params", "nope"], "1").is_none());
+        assert_eq!(m.with_id_raw("17"), m2.raw());
+        assert_eq!(
+            m2.replace_raw(&["params", "_meta", "progressToken"], "99")
+                .as_deref(),
+            Some(m3.raw())
+        );
+        assert!(m.replace_raw(&["params", "nope"], "1").is_none());
     }
 
     #[test]

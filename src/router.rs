@@ -930,7 +930,7 @@ impl Router {
             return;
         };
         self.progress.remove(&up.to_string());
-        let line = m.with_id(&inf.orig_id).into_raw();
+        let line = m.with_id_raw(&inf.orig_id);
         self.deliver_response(&inf.session, inf.route, line);
     }
 
@@ -1016,7 +1016,7 @@ impl Router {
         };
         let (sid, route) = target;
         let ours = self.fresh_id();
-        let line = m.with_id(&ours.to_string()).into_raw();
+        let line = m.with_id_raw(&ours.to_string());
         self.server_requests.insert(
             ours,
             ServerRequest {
@@ -1093,11 +1093,11 @@ impl Router {
                     .progress
                     .clone()
                     .expect("mapped tokens have an original");
-                let Some(out) = m.replace(&["params", "progressToken"], &orig) else {
+                let Some(out) = m.replace_raw(&["params", "progressToken"], &orig) else {
                     return;
                 };
                 if let Some(route) = self.related_route(&sid, route) {
-                    self.deliver(&sid, route, out.into_raw(), false);
+                    self.deliver(&sid, route, out, false);
                 }
             }
             "notifications/cancelled" => {
@@ -1112,9 +1112,9 @@ impl Router {
                     .map(|(k, _)| *k);
                 if let Some(ours) = found {
                     let r = self.server_requests.remove(&ours).expect("just found");
-                    if let Some(out) = m.replace(&["params", "requestId"], &ours.to_string()) {
+                    if let Some(out) = m.replace_raw(&["params", "requestId"], &ours.to_string()) {
                         if let Some(route) = self.unrelated_route(&r.session, true) {
-                            self.deliver(&r.session, route, out.into_raw(), false);
+                            self.deliver(&r.session, route, out, false);
                         }
                     }
                 }
@@ -1219,8 +1219,8 @@ impl Router {
         id
     }
 
-    fn on_post(&mut self, p: Post) {
-        let reply = self.post(&p);
+    fn on_post(&mut self, mut p: Post) {
+        let reply = self.post(&mut p);
         let created = match &reply {
             PostReply::Stream {
                 session,
@@ -1237,7 +1237,7 @@ impl Router {
         }
     }
 
-    fn post(&mut self, p: &Post) -> PostReply {
+    fn post(&mut self, p: &mut Post) -> PostReply {
         if let Some(s) = p.session.as_ref().and_then(|s| self.sessions.get_mut(s)) {
             s.last_active = Instant::now();
         }
@@ -1324,8 +1324,8 @@ impl Router {
             }
         }
         if requests == 0 || p.transport == Transport::Sse {
-            for m in &p.msgs {
-                self.on_session_message(&sid, m.clone(), Route::Main);
+            for m in std::mem::take(&mut p.msgs) {
+                self.on_session_message(&sid, m, Route::Main);
             }
             if p.transport == Transport::Stateless {
                 self.sessions.remove(&sid);
@@ -1341,8 +1341,8 @@ impl Router {
                 .insert(n, Stream::new(Some(tx), p.json_only, requests));
             n
         };
-        for m in &p.msgs {
-            self.on_session_message(&sid, m.clone(), Route::Post(stream));
+        for m in std::mem::take(&mut p.msgs) {
+            self.on_session_message(&sid, m, Route::Post(stream));
         }
         let version = self
             .sessions
@@ -1389,7 +1389,7 @@ impl Router {
                 });
                 match r {
                     Some(r) => {
-                        let line = m.with_id(&r.child_id).into_raw();
+                        let line = m.with_id_raw(&r.child_id);
                         self.send_child(line);
                     }
                     None => log::debug!(
@@ -1485,11 +1485,13 @@ impl Router {
             return;
         }
         let up = self.fresh_id();
-        let mut out = m.with_id(&up.to_string());
+        let mut out = m.with_id_raw(&up.to_string());
         let mut progress = None;
         if let Some(tok) = m.get_raw(&["params", "_meta", "progressToken"]) {
             let ours = up.to_string();
-            if let Some(rewritten) = out.replace(&["params", "_meta", "progressToken"], &ours) {
+            if let Some(rewritten) =
+                jsonrpc::splice(&out, &["params", "_meta", "progressToken"], &ours)
+            {
                 progress = Some(tok.to_owned());
                 self.progress.insert(ours, up);
                 out = rewritten;
@@ -1504,7 +1506,7 @@ impl Router {
                 progress,
             },
         );
-        self.send_child(out.into_raw());
+        self.send_child(out);
     }
 
     /// While the child (re)starts, a request waits for it (`None` returned,
@@ -1599,8 +1601,8 @@ impl Router {
                     log::debug!("server '{}': cancel of an unknown request {rid}", self.name);
                     return;
                 };
-                if let Some(out) = m.replace(&["params", "requestId"], &up.to_string()) {
-                    self.send_child(out.into_raw());
+                if let Some(out) = m.replace_raw(&["params", "requestId"], &up.to_string()) {
+                    self.send_child(out);
                 }
                 self.drop_inflight(up);
             }

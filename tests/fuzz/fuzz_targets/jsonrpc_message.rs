@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.value(), m.value());
     if let (Some(_), Kind::Request | Kind::Response) = (m.id(), m.kind()) {
         let r = m.with_id("\"rewritten\"");
+        assert_eq!(m.with_id_raw("\"rewritten\""), r.raw(), "the text-only rewrite is the same text");
         assert_eq!(r.id(), Some("\"rewritten\""));
         assert_eq!(r.kind(), m.kind());
         let back = r.with_id(m.id().unwrap());
@@ -33,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(raw) = m.get_raw(path) {
             let r = m.replace(path, "42").expect("an existing path can be replaced");
             assert_eq!(r.get_raw(path), Some("42"));
+            assert_eq!(m.replace_raw(path, "42").as_deref(), Some(r.raw()));
             let back = r.replace(path, raw).expect("and replaced back");
             assert_eq!(back.value(), m.value());
         }

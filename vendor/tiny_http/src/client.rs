@@ -51,6 +51,9 @@ enum ReadError {
 }
 
 /// Patched for mcp-proxy: what one request head may still use.
+/// Bytes reserved for each line of a request head before it is read.
+const HEAD_LINE_CAPACITY: usize = 128;
+
 struct HeadBudget {
     left: usize,
     timeout: Option<std::time::Duration>,
@@ -90,7 +93,9 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
-        let mut buf = Vec::new();
+        // Patched for mcp-proxy: room for a typical header line up front,
+        // instead of growing byte by byte (several reallocs per line).
+        let mut buf = Vec::with_capacity(HEAD_LINE_CAPACITY);
         let mut prev_byte_was_cr = false;
 
         loop {
