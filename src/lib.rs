@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod jsonrpc;
 pub mod logging;
+pub mod queue;
 pub mod router;
 pub mod server;
 pub mod signals;

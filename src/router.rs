@@ -6,7 +6,7 @@
 //! The HTTP threads and the child's pumps talk to it only through [`Event`]s
 //! (with a reply channel where they need an answer), so no lock guards any
 //! of it. The router never blocks on a client: each outgoing stream is a
-//! bounded `sync_channel` fed with `try_send`, and a full one is a slow
+//! bounded queue (queue.rs) fed with `try_send`, and a full one is a slow
 //! consumer whose session is dropped.
 //!
 //! Threads: `router-NAME` (this loop) spawns the child, so the child's
@@ -39,12 +39,11 @@
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
+use crate::queue::{self, BoundedReceiver, BoundedSender};
 use crate::util;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{
-    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
-};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -134,7 +133,7 @@ pub enum PostReply {
         created: bool,
         stream: u64,
         version: String,
-        rx: Receiver<Out>,
+        rx: BoundedReceiver<Out>,
     },
     /// An HTTP error with its body.
     Error { status: u16, body: String },
@@ -150,7 +149,7 @@ pub enum GetReply {
         /// The client resumed with `Last-Event-ID` (no priming then).
         resumed: bool,
         version: String,
-        rx: Receiver<Out>,
+        rx: BoundedReceiver<Out>,
     },
     Error {
         status: u16,
@@ -208,7 +207,7 @@ pub enum Event {
     /// GET /sse: a new HTTP+SSE session and its stream.
     OpenSse {
         /// The session id and its stream, or why there is none (503).
-        reply: Sender<Result<(String, Receiver<Out>), String>>,
+        reply: Sender<Result<(String, BoundedReceiver<Out>), String>>,
     },
     Post(Post),
     /// GET on the Streamable HTTP endpoint.
@@ -363,7 +362,7 @@ enum Route {
 const MAIN: u64 = 0;
 
 struct Stream {
-    tx: Option<SyncSender<Out>>,
+    tx: Option<BoundedSender<Out>>,
     /// Counts the connections that have carried this stream, so a report
     /// about an old one cannot close its successor.
     conn: u64,
@@ -376,7 +375,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(tx: Option<SyncSender<Out>>, json_only: bool, open: usize) -> Stream {
+    fn new(tx: Option<BoundedSender<Out>>, json_only: bool, open: usize) -> Stream {
         Stream {
             conn: u64::from(tx.is_some()),
             tx,
@@ -412,7 +411,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(transport: Transport, version: &str, main_tx: Option<SyncSender<Out>>) -> Session {
+    fn new(transport: Transport, version: &str, main_tx: Option<BoundedSender<Out>>) -> Session {
         Session {
             transport,
             version: version.to_owned(),
@@ -596,7 +595,7 @@ impl Router {
                         continue;
                     }
                     let id = util::random_hex(16);
-                    let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
+                    let (tx, rx) = queue::bounded(self.cfg.limits.stream_queue);
                     let s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
                     self.sessions.insert(id.clone(), s);
                     if reply.send(Ok((id.clone(), rx))).is_err() {
@@ -1332,7 +1331,7 @@ impl Router {
             }
             return PostReply::Accepted;
         }
-        let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
+        let (tx, rx) = queue::bounded(self.cfg.limits.stream_queue);
         let stream = {
             let s = self.sessions.get_mut(&sid).expect("session exists");
             let n = s.next_stream;
@@ -1919,7 +1918,7 @@ impl Router {
                 ),
             };
         }
-        let (tx, rx) = sync_channel(self.cfg.limits.stream_queue);
+        let (tx, rx) = queue::bounded(self.cfg.limits.stream_queue);
         if let Some(after) = after {
             for (seq, data, response) in st.history.iter().filter(|(q, _, _)| *q > after) {
                 let _ = tx.try_send(Out {
@@ -2089,8 +2088,8 @@ mod tests {
 
     /// Adds an HTTP+SSE session with `caps` and `busy` requests in flight;
     /// returns its id and the receiving end of its stream.
-    fn add(r: &mut Router, name: &str, caps: Caps, busy: usize) -> Receiver<Out> {
-        let (tx, rx) = sync_channel(STREAM_QUEUE_MESSAGES);
+    fn add(r: &mut Router, name: &str, caps: Caps, busy: usize) -> BoundedReceiver<Out> {
+        let (tx, rx) = queue::bounded(STREAM_QUEUE_MESSAGES);
         let mut s = Session::new(Transport::Sse, "2024-11-05", Some(tx));
         s.caps = caps;
         r.sessions.insert(name.into(), s);
@@ -2160,8 +2159,9 @@ mod tests {
             panic!("a stream")
         };
         assert!(resumed);
-        let got: Vec<(Option<String>, String)> =
-            rx.try_iter().map(|o| (o.event_id, o.data)).collect();
+        let got: Vec<(Option<String>, String)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| (o.event_id, o.data))
+            .collect();
         assert_eq!(
             got,
             vec![

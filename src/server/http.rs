@@ -8,9 +8,10 @@
 //! itself, ends the body by closing the connection, and flushes after every
 //! event. No threads here; the caller's exchange thread does the writing.
 
+use crate::queue::BoundedReceiver;
 use crate::sse;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response};
 
@@ -382,7 +383,7 @@ pub enum Ended {
 pub fn pump_sse(
     w: &mut dyn Write,
     first: Option<Out>,
-    rx: &Receiver<Out>,
+    rx: &BoundedReceiver<Out>,
     keepalive: Option<Duration>,
 ) -> Ended {
     if let Some(o) = first {

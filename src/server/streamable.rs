@@ -13,10 +13,11 @@
 use super::http;
 use super::{Ctx, Mount};
 use crate::jsonrpc::{self, Message, ParseError};
+use crate::queue::BoundedReceiver;
 use crate::router::{
     Event, GetReply, Out, Post, PostReply, Transport, LATEST_VERSION, SUPPORTED_VERSIONS,
 };
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, RecvTimeoutError};
 use tiny_http::Request;
 
 type Headers = [(String, String)];
@@ -187,7 +188,7 @@ impl Exchange<'_> {
 
     /// A client that takes only JSON: the response (or the batch's
     /// responses) as one body.
-    fn json(&self, rq: Request, rx: Receiver<Out>, batch: bool, h: &Headers) {
+    fn json(&self, rq: Request, rx: BoundedReceiver<Out>, batch: bool, h: &Headers) {
         let outs: Vec<String> = rx.iter().filter(|o| o.response).map(|o| o.data).collect();
         if outs.is_empty() {
             // Cancelled: the request gets no response (and needs none).
@@ -203,7 +204,7 @@ impl Exchange<'_> {
 
     /// A client that takes SSE. With `hold`, a response that comes first
     /// and alone is sent as plain JSON (RL-04).
-    fn sse(&self, rq: Request, rx: Receiver<Out>, hold: bool, h: &Headers) {
+    fn sse(&self, rq: Request, rx: BoundedReceiver<Out>, hold: bool, h: &Headers) {
         let mut first = None;
         if hold {
             let r = match self.ctx.args.keepalive {
