@@ -9,6 +9,7 @@
 //! the integration tests and the benchmarks share one message type and one
 //! SSE parser with the proxy.
 
+pub mod alloc;
 pub mod child;
 pub mod cli;
 pub mod client;

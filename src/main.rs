@@ -14,6 +14,12 @@ use mcp_proxy::{child, cli, client, logging, server, signals, supervisor};
 use std::io::Write;
 use std::process::ExitCode;
 
+/// Small freed blocks are kept for reuse (alloc.rs): musl's allocator, in
+/// the static build, locks globally and unmaps eagerly. The glibc build
+/// uses the same cache, so every test runs the allocator users run.
+#[global_allocator]
+static ALLOCATOR: mcp_proxy::alloc::CachingAlloc = mcp_proxy::alloc::CachingAlloc::new();
+
 fn main() -> ExitCode {
     // Re-executed as a child's supervisor (see supervisor.rs)?
     if let Some(code) = supervisor::entry() {
