@@ -136,8 +136,10 @@ BENCH_CACHE ?= .cache/bench
 .PHONY: bench
 bench:
 	$(CARGO) build --release --locked --bins
+	@rm -f target/bench/.ours
 	@if $(MAKE) -n static >/dev/null 2>&1; then \
-		$(MAKE) static || echo "bench: static build failed; the size row is the dynamic binary"; fi
+		if $(MAKE) static; then mkdir -p target/bench && echo "--ours $(STATIC_BIN)" > target/bench/.ours; \
+		else echo "bench: static build failed; the dynamic binary is measured"; fi; fi
 	@$(BENCH_CACHE)/py/bin/mcp-proxy --help >/dev/null 2>&1 || { \
 		rm -rf $(BENCH_CACHE)/py && python3 -m venv $(BENCH_CACHE)/py && \
 		$(BENCH_CACHE)/py/bin/pip install --quiet mcp-proxy==0.13.0; } || \
@@ -145,7 +147,7 @@ bench:
 	@test -f $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js || \
 		npm install --silent --prefix $(BENCH_CACHE)/node supergateway@4.0.0 || \
 		echo "bench: could not install supergateway (needs npm); it is skipped"
-	$(CARGO) bench --locked --bench mcp-bench -- run \
+	$(CARGO) bench --locked --bench mcp-bench -- run $$(cat target/bench/.ours 2>/dev/null) \
 		--python $(BENCH_CACHE)/py/bin/mcp-proxy \
 		--supergateway $(BENCH_CACHE)/node/node_modules/supergateway/dist/index.js
 
