@@ -101,6 +101,7 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, query: &str, cors: &[(Str
         msgs: vec![msg],
         batch: false,
         json_only: false,
+        stream: None,
         reply: tx,
     };
     if mount.router.send(Event::Post(p)).is_err() {

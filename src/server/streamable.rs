@@ -13,7 +13,7 @@
 use super::http;
 use super::{Ctx, Mount};
 use crate::jsonrpc::{self, Message, ParseError};
-use crate::queue::BoundedReceiver;
+use crate::queue::{self, BoundedReceiver};
 use crate::router::{
     Event, GetReply, Out, Post, PostReply, Transport, LATEST_VERSION, SUPPORTED_VERSIONS,
 };
@@ -118,6 +118,8 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
     }
     let stateless = ctx.args.stateless;
     let (tx, rx) = channel();
+    let (out_tx, out_rx) = queue::bounded(ctx.args.stream_queue);
+    let json_only = json && !sse_ok;
     let p = Post {
         transport: if stateless {
             Transport::Stateless
@@ -130,12 +132,22 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str())),
         msgs,
         batch,
-        json_only: json && !sse_ok,
+        json_only,
+        stream: Some(out_tx),
         reply: tx,
     };
     if mount.router.send(Event::Post(p)).is_err() {
         return error(rq, 503, -32000, "Server is shutting down", cors);
     }
+    // The stream's first message (or its end) first, the router's reply
+    // after it: the router sends the reply before the queue can end, and
+    // usually long before the child answers, so one wake-up serves both.
+    // Waiting for the first message up to a keepalive period is what an
+    // SSE-capable client's reply needs anyway (RL-04, `Exchange::sse`).
+    let first = match ctx.args.keepalive {
+        Some(k) if !json_only => out_rx.recv_timeout(k),
+        _ => out_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
     match rx.recv() {
         Ok(PostReply::Accepted) => http::respond(rq, 202, "", "", cors),
         Ok(PostReply::Error { status, body }) => http::respond_json(rq, status, &body, cors),
@@ -144,7 +156,6 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             created,
             stream,
             version,
-            rx,
         }) => {
             let mut h = cors.to_vec();
             if created {
@@ -158,10 +169,10 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
                 conn: 1,
                 version,
             };
-            if json && !sse_ok {
-                x.json(rq, rx, batch, &h)
+            if json_only {
+                x.json(rq, first.ok(), out_rx, batch, &h)
             } else {
-                x.sse(rq, rx, json && !batch, &h)
+                x.sse(rq, first, out_rx, json && !batch, &h)
             }
         }
         Err(_) => error(rq, 503, -32000, "Server is shutting down", cors),
@@ -188,8 +199,20 @@ impl Exchange<'_> {
 
     /// A client that takes only JSON: the response (or the batch's
     /// responses) as one body.
-    fn json(&self, rq: Request, rx: BoundedReceiver<Out>, batch: bool, h: &Headers) {
-        let outs: Vec<String> = rx.iter().filter(|o| o.response).map(|o| o.data).collect();
+    fn json(
+        &self,
+        rq: Request,
+        first: Option<Out>,
+        rx: BoundedReceiver<Out>,
+        batch: bool,
+        h: &Headers,
+    ) {
+        let outs: Vec<String> = first
+            .into_iter()
+            .chain(rx.iter())
+            .filter(|o| o.response)
+            .map(|o| o.data)
+            .collect();
         if outs.is_empty() {
             // Cancelled: the request gets no response (and needs none).
             return http::respond(rq, 202, "", "", h);
@@ -202,24 +225,25 @@ impl Exchange<'_> {
         http::respond_json(rq, 200, &body, h)
     }
 
-    /// A client that takes SSE. With `hold`, a response that comes first
-    /// and alone is sent as plain JSON (RL-04).
-    fn sse(&self, rq: Request, rx: BoundedReceiver<Out>, hold: bool, h: &Headers) {
-        let mut first = None;
-        if hold {
-            let r = match self.ctx.args.keepalive {
-                Some(k) => rx.recv_timeout(k),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match r {
-                Ok(o) if o.response => return http::respond_json(rq, 200, &o.data, h),
-                Ok(o) => first = Some(o),
-                // Idle for a keepalive period: commit to a stream so the
-                // keepalives can flow and a vanished client is noticed.
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {}
-            }
-        }
+    /// A client that takes SSE; `first` is the stream's first message, or
+    /// why there was none within a keepalive period. With `hold`, a
+    /// response that comes first and alone is sent as plain JSON (RL-04).
+    fn sse(
+        &self,
+        rq: Request,
+        first: Result<Out, RecvTimeoutError>,
+        rx: BoundedReceiver<Out>,
+        hold: bool,
+        h: &Headers,
+    ) {
+        let first = match first {
+            Ok(o) if hold && o.response => return http::respond_json(rq, 200, &o.data, h),
+            Ok(o) => Some(o),
+            // Idle for a keepalive period: commit to a stream so the
+            // keepalives can flow and a vanished client is noticed. Or the
+            // stream ended with nothing to send: an empty stream.
+            Err(_) => None,
+        };
         let Ok(mut w) = http::start_sse(rq, h) else {
             return self.gone();
         };
