@@ -614,3 +614,117 @@ fn a_server_that_fails_its_first_start_is_retried_and_then_serves() {
     p.wait_ready();
     let _ = std::fs::remove_file(&marker);
 }
+
+/// The proxy in front of `mcp-demo-server --strict` (which notifies only
+/// for URIs it was asked to subscribe to, and logs only at or above the
+/// level it was set to), one HTTP+SSE and one Streamable HTTP session.
+fn strict_proxy() -> (Proxy, Session, Session) {
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "0.05",
+        "--",
+        demo_bin(),
+        "--strict",
+    ]);
+    p.wait_ready();
+    let a = legacy_at(&p.url, "a");
+    let b = streamable_at(&p.url, "b");
+    (p, a, b)
+}
+
+/// Crashes the child through session `s` and waits for its successor.
+fn crash_and_wait_for_restart(p: &Proxy, s: &mut Session) {
+    s.post(&tool(json!("crash"), "crash", json!({})));
+    let r = s.recv_response(&json!("crash"));
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    p.wait_status("running after the restart", |s| {
+        s["servers"]["default"]["state"] == "running" && s["servers"]["default"]["restarts"] == 1
+    });
+}
+
+fn is_update(v: &Value, uri: &str) -> bool {
+    v["method"] == "notifications/resources/updated" && v["params"]["uri"] == uri
+}
+
+#[test]
+fn subscriptions_are_sent_again_to_a_restarted_child() {
+    let (p, mut a, mut b) = strict_proxy();
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    b.post(&tool(json!(2), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(2))), "touched");
+    a.recv_until("the update before the restart", |v| {
+        is_update(v, "demo://x")
+    });
+    let before = whoami(&mut b, 3)["pid"].clone();
+
+    crash_and_wait_for_restart(&p, &mut b);
+    let after = whoami(&mut b, 4);
+    assert_ne!(after["pid"], before, "a new child");
+    assert_eq!(
+        after["subscriptions"],
+        json!(["demo://x"]),
+        "the new child was asked to subscribe"
+    );
+    b.post(&tool(json!(5), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(5))), "touched");
+    a.recv_until("the update after the restart", |v| is_update(v, "demo://x"));
+    // The router handles the child's lines in order: had the update gone
+    // to b too, it would already be on its way.
+    let extra = b.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !extra.iter().any(|v| is_update(v, "demo://x")),
+        "the unsubscribed session gets no update: {extra:?}"
+    );
+    // Unsubscribing still reaches the new child.
+    a.post(&req(
+        json!(6),
+        "resources/unsubscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    assert_eq!(a.recv_response(&json!(6))["result"], json!({}));
+    assert_eq!(whoami(&mut b, 7)["subscriptions"], json!([]));
+}
+
+#[test]
+fn log_levels_are_set_again_on_a_restarted_child() {
+    let (p, mut a, mut b) = strict_proxy();
+    a.post(&req(
+        json!(2),
+        "logging/setLevel",
+        json!({"level": "debug"}),
+    ));
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    b.post(&req(
+        json!(2),
+        "logging/setLevel",
+        json!({"level": "error"}),
+    ));
+    assert_eq!(b.recv_response(&json!(2))["result"], json!({}));
+    let is_log = |v: &Value| v["method"] == "notifications/message" && v["params"]["data"] == "dbg";
+
+    crash_and_wait_for_restart(&p, &mut b);
+    assert_eq!(
+        whoami(&mut b, 3)["logLevel"],
+        "debug",
+        "the new child was told the most verbose level a session asked for"
+    );
+    b.post(&tool(
+        json!(4),
+        "log",
+        json!({"level": "debug", "text": "dbg"}),
+    ));
+    assert_eq!(text_of(&b.recv_response(&json!(4))), "logged");
+    a.recv_until("the debug message after the restart", is_log);
+    let extra = b.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !extra.iter().any(is_log),
+        "the session at 'error' gets no debug message: {extra:?}"
+    );
+}
