@@ -615,6 +615,122 @@ fn a_server_that_fails_its_first_start_is_retried_and_then_serves() {
     let _ = std::fs::remove_file(&marker);
 }
 
+/// How many times the script at `counter` ran (it appends a line per run).
+fn runs(counter: &PathBuf) -> usize {
+    std::fs::read_to_string(counter)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failed_server_is_retried_every_failed_retry_until_it_serves() {
+    let counter = temp_file("retry-runs");
+    let go = temp_file("retry-go");
+    let _ = std::fs::remove_file(&counter);
+    let _ = std::fs::remove_file(&go);
+    // Counts its runs, and exits 3 until the test creates `go`.
+    let flaky = format!(
+        "sh -c 'echo run >> {c}; test -e {g} || exit 3; exec {demo} --name flaky'",
+        c = counter.display(),
+        g = go.display(),
+        demo = demo_bin()
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "1",
+        "--restart-backoff",
+        "0.05",
+        "--failed-retry",
+        "1",
+        "--named-server",
+        "flaky",
+        &flaky,
+        "--",
+        demo_bin(),
+    ]);
+    let line = stderr_line(&p.proc, "server 'flaky' failed: ");
+    assert!(line.contains("retries it every 1 s"), "{line}");
+    let s = p.wait_status("'flaky' failed", |s| {
+        s["servers"]["flaky"]["state"] == "failed"
+    });
+    assert_eq!(s["servers"]["flaky"]["last_exit"], "status 3", "{s}");
+    let msg = initialize_error(&p, "/servers/flaky");
+    assert!(
+        msg.contains("'flaky' has failed") && msg.contains("retries it every 1 s"),
+        "{msg}"
+    );
+    // Retried again and again while it keeps failing, and still failed.
+    stderr_line(&p.proc, "retrying failed server 'flaky' (restart 2)");
+    stderr_line(&p.proc, "retrying failed server 'flaky' (restart 3)");
+    let s = p.wait_status("'flaky' failed after its retries", |s| {
+        s["servers"]["flaky"]["restarts"].as_u64() >= Some(3)
+    });
+    assert_eq!(s["servers"]["flaky"]["state"], "failed", "{s}");
+    assert!(runs(&counter) >= 4, "started {} times", runs(&counter));
+    assert_eq!(p.readyz().0, 503);
+    // The next retry finds it working: running again, and it serves.
+    std::fs::write(&go, "").expect("create the go file");
+    let s = p.wait_status("'flaky' running", |s| {
+        s["servers"]["flaky"]["state"] == "running"
+    });
+    assert!(s["servers"]["flaky"]["pid"].as_u64().is_some(), "{s}");
+    let mut f = streamable_at(&format!("{}/servers/flaky", p.url), "f");
+    f.post(&tool(json!(2), "echo", json!({"text": "back"})));
+    assert_eq!(text_of(&f.recv_response(&json!(2))), "back");
+    assert_eq!(whoami(&mut f, 3)["name"], "flaky");
+    p.wait_ready();
+    let _ = std::fs::remove_file(&counter);
+    let _ = std::fs::remove_file(&go);
+}
+
+#[test]
+fn with_failed_retry_0_a_failed_server_is_never_retried() {
+    let counter = temp_file("never-runs");
+    let _ = std::fs::remove_file(&counter);
+    let quit = format!("sh -c 'echo run >> {}; exit 3'", counter.display());
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "1",
+        "--restart-backoff",
+        "0.05",
+        "--failed-retry",
+        "0",
+        "--named-server",
+        "quit",
+        &quit,
+        "--",
+        demo_bin(),
+    ]);
+    let line = stderr_line(&p.proc, "server 'quit' failed: ");
+    assert!(line.contains("will not be retried"), "{line}");
+    let s = p.wait_status("'quit' failed", |s| {
+        s["servers"]["quit"]["state"] == "failed"
+    });
+    assert_eq!(s["servers"]["quit"]["restarts"], 1, "{s}");
+    let msg = initialize_error(&p, "/servers/quit");
+    assert!(msg.contains("will not be retried"), "{msg}");
+    // Three times the shortest retry interval the flag allows above 0 and
+    // the 0.05 s backoff: long enough for a retry that should not happen.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = p.status();
+    assert_eq!(s["servers"]["quit"]["state"], "failed", "{s}");
+    assert_eq!(s["servers"]["quit"]["restarts"], 1, "no retry: {s}");
+    assert_eq!(runs(&counter), 2, "started once and restarted once");
+    assert!(
+        !p.proc.stderr().contains("retrying failed server"),
+        "{}",
+        p.proc.stderr()
+    );
+    // The others serve.
+    let mut d = legacy_at(&p.url, "d");
+    assert_eq!(whoami(&mut d, 2)["name"], "mcp-demo-server");
+    let _ = std::fs::remove_file(&counter);
+}
+
 /// The proxy in front of `mcp-demo-server --strict` (which notifies only
 /// for URIs it was asked to subscribe to, and logs only at or above the
 /// level it was set to), one HTTP+SSE and one Streamable HTTP session.
