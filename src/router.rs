@@ -962,10 +962,21 @@ impl Router {
         // Re-establish what sessions asked for (after a restart).
         self.child_log_level = None;
         self.sync_log_level();
+        // A subscribe that waited for this child is forwarded below, so
+        // that its session gets the child's own answer; sent here too, the
+        // child would be asked twice.
+        let waiting: HashSet<&str> = self
+            .pending
+            .iter()
+            .filter(|(_, m, _)| m.method() == Some("resources/subscribe"))
+            .filter_map(|(_, m, _)| m.params()?.get("uri")?.as_str())
+            .collect();
         let mut uris: Vec<String> = self
             .sessions
             .values()
-            .flat_map(|s| s.subs.iter().cloned())
+            .flat_map(|s| s.subs.iter())
+            .filter(|u| !waiting.contains(u.as_str()))
+            .cloned()
             .collect();
         uris.sort();
         uris.dedup();
@@ -1469,6 +1480,12 @@ impl Router {
                 let Some(uri) = uri else {
                     return self.forward_request(sid, m, route);
                 };
+                if self.refuses_requests() {
+                    // Refused: nothing to remember, or a later child would
+                    // be asked to send updates the session was told it
+                    // will not get.
+                    return self.forward_request(sid, m, route);
+                }
                 let others = self
                     .sessions
                     .iter()
@@ -1524,6 +1541,15 @@ impl Router {
             },
         );
         self.send_child(out);
+    }
+
+    /// A request now would be refused (see [`Router::hold_or_refuse`]).
+    fn refuses_requests(&self) -> bool {
+        match self.state {
+            State::Running => false,
+            State::Starting | State::Restarting => self.pending.len() >= MAX_PENDING,
+            State::Failed | State::Stopping => true,
+        }
     }
 
     /// While the child (re)starts, a request waits for it (`None` returned,

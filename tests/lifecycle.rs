@@ -827,6 +827,115 @@ fn subscriptions_are_sent_again_to_a_restarted_child() {
 }
 
 #[test]
+fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
+    // A 3 s backoff leaves time to subscribe while the server restarts.
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "3",
+        "--",
+        demo_bin(),
+        "--strict",
+    ]);
+    p.wait_ready();
+    let mut a = legacy_at(&p.url, "a");
+    let mut b = streamable_at(&p.url, "b");
+    b.post(&tool(json!("crash"), "crash", json!({})));
+    b.recv_response(&json!("crash"));
+    p.wait_status("restarting", |s| {
+        s["servers"]["default"]["state"] == "restarting"
+    });
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://y"}),
+    ));
+    p.wait_status("running again", |s| {
+        s["servers"]["default"]["state"] == "running"
+    });
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    let v = whoami_until(&mut b, "the subscription", |v| {
+        v["subscriptions"] == json!(["demo://y"])
+    });
+    let asked = v["methodsSeen"]
+        .as_array()
+        .expect("methodsSeen is a list")
+        .iter()
+        .filter(|m| *m == "resources/subscribe")
+        .count();
+    assert_eq!(asked, 1, "subscribed once: {v}");
+    b.post(&tool(json!(3), "touch", json!({"uri": "demo://y"})));
+    assert_eq!(text_of(&b.recv_response(&json!(3))), "touched");
+    a.recv_until("the update", |v| is_update(v, "demo://y"));
+}
+
+#[test]
+fn a_subscribe_refused_by_a_failed_server_is_not_sent_when_it_recovers() {
+    let go = temp_file("refused-go");
+    std::fs::write(&go, "").expect("create the go file");
+    // Serves while `go` exists, exits 3 otherwise.
+    let script = format!(
+        "test -e {g} || exit 3; exec {demo} --strict",
+        g = go.display(),
+        demo = demo_bin()
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "0",
+        "--failed-retry",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    p.wait_ready();
+    let mut a = legacy_at(&p.url, "a");
+    let mut b = streamable_at(&p.url, "b");
+    std::fs::remove_file(&go).expect("remove the go file");
+    b.post(&tool(json!("crash"), "crash", json!({})));
+    b.recv_response(&json!("crash"));
+    p.wait_status("failed", |s| s["servers"]["default"]["state"] == "failed");
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    let r = a.recv_response(&json!(2));
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("has failed"), "refused: {r}");
+    std::fs::write(&go, "").expect("create the go file again");
+    p.wait_status("running again", |s| {
+        s["servers"]["default"]["state"] == "running"
+    });
+    // A subscription b makes now is behind anything the proxy sent the
+    // new child when it started.
+    b.post(&req(
+        json!(3),
+        "resources/subscribe",
+        json!({"uri": "demo://z"}),
+    ));
+    assert_eq!(b.recv_response(&json!(3))["result"], json!({}));
+    let v = whoami_until(&mut b, "b's subscription", |v| {
+        v["subscriptions"]
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("demo://z")))
+    });
+    assert_eq!(v["subscriptions"], json!(["demo://z"]), "{v}");
+    b.post(&tool(json!(4), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(4))), "not subscribed");
+    let got = a.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !got.iter().any(|v| is_update(v, "demo://x")),
+        "the refused subscription gets no update: {got:?}"
+    );
+    let _ = std::fs::remove_file(&go);
+}
+
+#[test]
 fn log_levels_are_set_again_on_a_restarted_child() {
     let (p, mut a, mut b) = strict_proxy();
     a.post(&req(

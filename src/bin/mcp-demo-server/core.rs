@@ -356,7 +356,7 @@ impl Session {
                 let st = self.state.lock().unwrap();
                 let mut subs: Vec<&String> = st.subscriptions.iter().collect();
                 subs.sort();
-                let v = json!({"clientName": st.client_name, "initializeCount": st.initialize_count, "name": self.cfg.name, "pid": std::process::id(), "logLevel": st.log_level, "subscriptions": subs});
+                let v = json!({"clientName": st.client_name, "initializeCount": st.initialize_count, "name": self.cfg.name, "pid": std::process::id(), "logLevel": st.log_level, "subscriptions": subs, "methodsSeen": st.methods_seen});
                 drop(st);
                 self.text(id, v.to_string())
             }
