@@ -85,13 +85,14 @@ Server lifecycle (server mode):
                               else it is restarted; 0 waits forever; a config
                               entry's \"timeout\" overrides it [default: 60]
       --max-restarts N        restarts allowed within --restart-window; one more
-                              marks the server failed (then retried every 30 s)
-                              [default: 5]
+                              marks the server failed [default: 5]
       --restart-window SECONDS
                               the window --max-restarts counts in [default: 60]
       --restart-backoff SECONDS
                               delay before a restart, doubled for each restart
                               within the window, at most 30 s [default: 1]
+      --failed-retry SECONDS  how often a failed server is tried again, until it
+                              runs; 0 never retries it [default: 30]
       --shutdown-grace SECONDS
                               on SIGTERM/SIGINT a server gets this long after
                               its stdin closes, then SIGTERM, this long again,
@@ -220,6 +221,8 @@ pub struct Args {
     pub max_restarts: u32,
     pub restart_window: Duration,
     pub restart_backoff: Duration,
+    /// How often a failed server is tried again (`None`: never).
+    pub failed_retry: Option<Duration>,
     pub shutdown_grace: Duration,
     /// Server mode: the bearer token every MCP endpoint requires.
     pub auth_token: Option<Secret>,
@@ -333,6 +336,7 @@ impl Default for Args {
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             restart_backoff: Duration::from_secs(1),
+            failed_retry: Some(Duration::from_secs(30)),
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -657,6 +661,10 @@ where
             Long("restart-window") => a.restart_window = seconds(p.value()?, "--restart-window")?,
             Long("restart-backoff") => {
                 a.restart_backoff = seconds(p.value()?, "--restart-backoff")?
+            }
+            Long("failed-retry") => {
+                let t = seconds(p.value()?, "--failed-retry")?;
+                a.failed_retry = (!t.is_zero()).then_some(t);
             }
             Long("shutdown-grace") => a.shutdown_grace = seconds(p.value()?, "--shutdown-grace")?,
             Value(v) => positionals.push(string(v, "argument")?),
@@ -1164,6 +1172,7 @@ mod tests {
         assert_eq!(a.max_restarts, 5);
         assert_eq!(a.restart_window, Duration::from_secs(60));
         assert_eq!(a.restart_backoff, Duration::from_secs(1));
+        assert_eq!(a.failed_retry, Some(Duration::from_secs(30)));
         assert_eq!(a.shutdown_grace, Duration::from_secs(2));
         let a = run(&[
             "--init-timeout",
@@ -1174,6 +1183,8 @@ mod tests {
             "10",
             "--restart-backoff",
             "0.05",
+            "--failed-retry",
+            "1.5",
             "--shutdown-grace",
             "0",
             "srv",
@@ -1183,7 +1194,12 @@ mod tests {
         assert_eq!(a.max_restarts, 0);
         assert_eq!(a.restart_window, Duration::from_secs(10));
         assert_eq!(a.restart_backoff, Duration::from_millis(50));
+        assert_eq!(a.failed_retry, Some(Duration::from_millis(1500)));
         assert_eq!(a.shutdown_grace, Duration::ZERO);
+        assert_eq!(
+            run(&["--failed-retry", "0", "srv"]).unwrap().failed_retry,
+            None
+        );
         assert_eq!(
             run(&["--init-timeout", "0", "srv"]).unwrap().init_timeout,
             None
@@ -1193,6 +1209,7 @@ mod tests {
             ("--restart-window", "soon"),
             ("--restart-backoff", "inf"),
             ("--shutdown-grace", "NaN"),
+            ("--failed-retry", "-2"),
             ("--max-restarts", "-1"),
         ] {
             let e = run(&[flag, bad, "srv"]).unwrap_err();

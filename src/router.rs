@@ -21,9 +21,11 @@
 //! the init timeout: with exponential backoff from [`RestartPolicy::backoff`]
 //! up to [`RESTART_BACKOFF_CAP`]. More than `max_restarts` restarts within
 //! `window` mark the server `failed`; it is then retried every
-//! [`RESTART_BACKOFF_CAP`] and becomes `running` again when a retry works.
+//! [`RestartPolicy::failed_retry`] (never when that is `None`) and becomes
+//! `running` again when a retry works.
 //! Sessions outlive restarts: their ids stay valid, and after a restart each
-//! gets `notifications/*/list_changed` for what the new child advertises.
+//! gets `notifications/*/list_changed` for what the new child advertises,
+//! and the new child is told the sessions' subscriptions and log level.
 //! Requests arriving while the child (re)starts wait for it (at most
 //! [`MAX_PENDING`] of them; they fail when that attempt fails); requests to
 //! a failed server fail at once. Each child's lines carry a generation
@@ -67,9 +69,10 @@ pub const REPLAY_STREAMS: usize = 8;
 /// How long the child gets to exit after its stdin closes, and again after
 /// SIGTERM, unless `--shutdown-grace` says otherwise (ST-07; the SDKs use 2 s).
 pub const CHILD_GRACE: Duration = Duration::from_secs(2);
-/// The longest wait between two restarts, and the retry interval of a
-/// failed server.
+/// The longest wait between two restarts.
 pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Default of `--failed-retry`: how often a failed server is tried again.
+pub const FAILED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Requests held while a child (re)starts; more are refused at once.
 pub const MAX_PENDING: usize = 1024;
 
@@ -267,6 +270,8 @@ pub struct RestartPolicy {
     /// The first delay before a restart; each further restart within the
     /// window doubles it, up to [`RESTART_BACKOFF_CAP`].
     pub backoff: Duration,
+    /// How often a failed server is tried again; `None`: never.
+    pub failed_retry: Option<Duration>,
 }
 
 impl Default for RestartPolicy {
@@ -275,6 +280,7 @@ impl Default for RestartPolicy {
             max_restarts: 5,
             window: Duration::from_secs(60),
             backoff: Duration::from_secs(1),
+            failed_retry: Some(FAILED_RETRY_INTERVAL),
         }
     }
 }
@@ -338,7 +344,8 @@ enum State {
     Running,
     /// A child ended; the next one is due or initializing.
     Restarting,
-    /// The restart budget is spent; retried every [`RESTART_BACKOFF_CAP`].
+    /// The restart budget is spent; retried every
+    /// [`RestartPolicy::failed_retry`], if at all.
     Failed,
     /// The proxy is shutting down.
     Stopping,
@@ -575,11 +582,12 @@ impl Router {
             if self.restart_at.is_some_and(|at| now >= at) {
                 self.restarts += 1;
                 self.recent_restarts.push_back(now);
-                log::info!(
-                    "restarting server '{}' (restart {})",
-                    self.name,
-                    self.restarts
-                );
+                let what = if self.state == State::Failed {
+                    "retrying failed"
+                } else {
+                    "restarting"
+                };
+                log::info!("{what} server '{}' (restart {})", self.name, self.restarts);
                 self.start_child();
             }
             let Some(ev) = ev else { continue };
@@ -872,27 +880,28 @@ impl Router {
             self.recent_restarts.pop_front();
         }
         let recent = self.recent_restarts.len() as u32;
-        let delay = match policy.delay(recent) {
-            Some(d) => {
-                if self.state != State::Failed {
-                    self.state = State::Restarting;
-                }
-                d
-            }
-            None => {
-                if self.state != State::Failed {
-                    log::error!(
-                        "server '{}' failed: {recent} restarts within {} s; retrying every {} s",
-                        self.name,
-                        policy.window.as_secs_f64(),
-                        RESTART_BACKOFF_CAP.max(policy.backoff).as_secs_f64()
-                    );
-                }
-                self.state = State::Failed;
-                RESTART_BACKOFF_CAP.max(policy.backoff)
-            }
+        // A failed server stays failed, retried at its own pace, until a
+        // retry works: the budget that comes back as the window slides on
+        // must not turn its retries into bursts of restarts.
+        let delay = match self.state {
+            State::Failed => None,
+            _ => policy.delay(recent),
         };
-        self.restart_at = Some(now + delay);
+        if let Some(d) = delay {
+            self.state = State::Restarting;
+            self.restart_at = Some(now + d);
+            return;
+        }
+        if self.state != State::Failed {
+            log::error!(
+                "server '{}' failed: {recent} restarts within {} s; {}",
+                self.name,
+                policy.window.as_secs_f64(),
+                retry_note(policy.failed_retry)
+            );
+        }
+        self.state = State::Failed;
+        self.restart_at = policy.failed_retry.map(|every| now + every);
     }
 
     fn on_child_message(&mut self, m: Message) {
@@ -953,10 +962,21 @@ impl Router {
         // Re-establish what sessions asked for (after a restart).
         self.child_log_level = None;
         self.sync_log_level();
+        // A subscribe that waited for this child is forwarded below, so
+        // that its session gets the child's own answer; sent here too, the
+        // child would be asked twice.
+        let waiting: HashSet<&str> = self
+            .pending
+            .iter()
+            .filter(|(_, m, _)| m.method() == Some("resources/subscribe"))
+            .filter_map(|(_, m, _)| m.params()?.get("uri")?.as_str())
+            .collect();
         let mut uris: Vec<String> = self
             .sessions
             .values()
-            .flat_map(|s| s.subs.iter().cloned())
+            .flat_map(|s| s.subs.iter())
+            .filter(|u| !waiting.contains(u.as_str()))
+            .cloned()
             .collect();
         uris.sort();
         uris.dedup();
@@ -1460,6 +1480,12 @@ impl Router {
                 let Some(uri) = uri else {
                     return self.forward_request(sid, m, route);
                 };
+                if self.refuses_requests() {
+                    // Refused: nothing to remember, or a later child would
+                    // be asked to send updates the session was told it
+                    // will not get.
+                    return self.forward_request(sid, m, route);
+                }
                 let others = self
                     .sessions
                     .iter()
@@ -1517,6 +1543,15 @@ impl Router {
         self.send_child(out);
     }
 
+    /// A request now would be refused (see [`Router::hold_or_refuse`]).
+    fn refuses_requests(&self) -> bool {
+        match self.state {
+            State::Running => false,
+            State::Starting | State::Restarting => self.pending.len() >= MAX_PENDING,
+            State::Failed | State::Stopping => true,
+        }
+    }
+
     /// While the child (re)starts, a request waits for it (`None` returned,
     /// the request kept in `pending`); a failed or stopping server, or too
     /// many waiting requests, refuse it (the error message returned).
@@ -1540,10 +1575,10 @@ impl Router {
                 self.state.name()
             )),
             State::Failed => Some(format!(
-                "server '{}' has failed{}; mcp-proxy retries it every {} s",
+                "server '{}' has failed{}; {}",
                 self.name,
                 why(),
-                RESTART_BACKOFF_CAP.max(self.cfg.restart.backoff).as_secs_f64()
+                retry_note(self.cfg.restart.failed_retry)
             )),
             State::Stopping => Some("mcp-proxy is shutting down".into()),
         }
@@ -1976,6 +2011,14 @@ impl Router {
     }
 }
 
+/// What happens next to a failed server, for its log line and errors.
+fn retry_note(failed_retry: Option<Duration>) -> String {
+    match failed_retry {
+        Some(every) => format!("mcp-proxy retries it every {} s", every.as_secs_f64()),
+        None => "it will not be retried (--failed-retry 0); restart mcp-proxy to try again".into(),
+    }
+}
+
 fn level_rank(level: &str) -> Option<usize> {
     LOG_LEVELS.iter().position(|l| *l == level)
 }
@@ -2008,6 +2051,7 @@ mod tests {
             max_restarts: 3,
             window: Duration::from_secs(60),
             backoff: Duration::from_secs(10),
+            failed_retry: None,
         };
         let d: Vec<_> = (0..4).map(|n| p.delay(n)).collect();
         assert_eq!(
@@ -2061,6 +2105,30 @@ mod tests {
         let e = rx.try_recv().expect("refused at once").data;
         assert!(e.contains("'t' has failed: it exited with status 3"), "{e}");
         assert!(r.pending.is_empty() && r.inflight.is_empty());
+    }
+
+    #[test]
+    fn a_failed_server_is_retried_at_its_own_pace_or_never() {
+        let mut r = router();
+        r.cfg.restart.max_restarts = 1;
+        r.cfg.restart.failed_retry = Some(Duration::from_secs(7));
+        r.state = State::Restarting;
+        r.recent_restarts.push_back(Instant::now());
+        let before = Instant::now();
+        r.schedule_restart();
+        assert_eq!(r.state, State::Failed);
+        let at = r.restart_at.expect("a retry is due");
+        assert!(at >= before + Duration::from_secs(7), "after failed_retry");
+        // The window has slid on and the budget is back: still one retry
+        // per interval, and still failed until a retry works.
+        r.recent_restarts.clear();
+        r.schedule_restart();
+        assert_eq!(r.state, State::Failed);
+        assert!(r.restart_at.expect("a retry is due") >= before + Duration::from_secs(7));
+        r.cfg.restart.failed_retry = None;
+        r.schedule_restart();
+        assert_eq!(r.state, State::Failed);
+        assert_eq!(r.restart_at, None, "never retried");
     }
 
     #[test]

@@ -614,3 +614,357 @@ fn a_server_that_fails_its_first_start_is_retried_and_then_serves() {
     p.wait_ready();
     let _ = std::fs::remove_file(&marker);
 }
+
+/// How many times the script at `counter` ran (it appends a line per run).
+fn runs(counter: &PathBuf) -> usize {
+    std::fs::read_to_string(counter)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failed_server_is_retried_every_failed_retry_until_it_serves() {
+    let counter = temp_file("retry-runs");
+    let go = temp_file("retry-go");
+    let _ = std::fs::remove_file(&counter);
+    let _ = std::fs::remove_file(&go);
+    // Counts its runs, and exits 3 until the test creates `go`.
+    let flaky = format!(
+        "sh -c 'echo run >> {c}; test -e {g} || exit 3; exec {demo} --name flaky'",
+        c = counter.display(),
+        g = go.display(),
+        demo = demo_bin()
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "1",
+        "--restart-backoff",
+        "0.05",
+        "--failed-retry",
+        "1",
+        "--named-server",
+        "flaky",
+        &flaky,
+        "--",
+        demo_bin(),
+    ]);
+    let line = stderr_line(&p.proc, "server 'flaky' failed: ");
+    assert!(line.contains("retries it every 1 s"), "{line}");
+    let s = p.wait_status("'flaky' failed", |s| {
+        s["servers"]["flaky"]["state"] == "failed"
+    });
+    assert_eq!(s["servers"]["flaky"]["last_exit"], "status 3", "{s}");
+    let msg = initialize_error(&p, "/servers/flaky");
+    assert!(
+        msg.contains("'flaky' has failed") && msg.contains("retries it every 1 s"),
+        "{msg}"
+    );
+    // Retried again and again while it keeps failing, and still failed.
+    stderr_line(&p.proc, "retrying failed server 'flaky' (restart 2)");
+    stderr_line(&p.proc, "retrying failed server 'flaky' (restart 3)");
+    let s = p.wait_status("'flaky' failed after its retries", |s| {
+        s["servers"]["flaky"]["restarts"].as_u64() >= Some(3)
+    });
+    assert_eq!(s["servers"]["flaky"]["state"], "failed", "{s}");
+    assert!(runs(&counter) >= 4, "started {} times", runs(&counter));
+    assert_eq!(p.readyz().0, 503);
+    // The next retry finds it working: running again, and it serves.
+    std::fs::write(&go, "").expect("create the go file");
+    let s = p.wait_status("'flaky' running", |s| {
+        s["servers"]["flaky"]["state"] == "running"
+    });
+    assert!(s["servers"]["flaky"]["pid"].as_u64().is_some(), "{s}");
+    let mut f = streamable_at(&format!("{}/servers/flaky", p.url), "f");
+    f.post(&tool(json!(2), "echo", json!({"text": "back"})));
+    assert_eq!(text_of(&f.recv_response(&json!(2))), "back");
+    assert_eq!(whoami(&mut f, 3)["name"], "flaky");
+    p.wait_ready();
+    let _ = std::fs::remove_file(&counter);
+    let _ = std::fs::remove_file(&go);
+}
+
+#[test]
+fn with_failed_retry_0_a_failed_server_is_never_retried() {
+    let counter = temp_file("never-runs");
+    let _ = std::fs::remove_file(&counter);
+    let quit = format!("sh -c 'echo run >> {}; exit 3'", counter.display());
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "1",
+        "--restart-backoff",
+        "0.05",
+        "--failed-retry",
+        "0",
+        "--named-server",
+        "quit",
+        &quit,
+        "--",
+        demo_bin(),
+    ]);
+    let line = stderr_line(&p.proc, "server 'quit' failed: ");
+    assert!(line.contains("will not be retried"), "{line}");
+    let s = p.wait_status("'quit' failed", |s| {
+        s["servers"]["quit"]["state"] == "failed"
+    });
+    assert_eq!(s["servers"]["quit"]["restarts"], 1, "{s}");
+    let msg = initialize_error(&p, "/servers/quit");
+    assert!(msg.contains("will not be retried"), "{msg}");
+    // Sixty times the backoff and three times the retry interval of the
+    // test above: a retry, had one been scheduled, would have run by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = p.status();
+    assert_eq!(s["servers"]["quit"]["state"], "failed", "{s}");
+    assert_eq!(s["servers"]["quit"]["restarts"], 1, "no retry: {s}");
+    assert_eq!(runs(&counter), 2, "started once and restarted once");
+    assert!(
+        !p.proc.stderr().contains("retrying failed server"),
+        "{}",
+        p.proc.stderr()
+    );
+    // The others serve.
+    let mut d = legacy_at(&p.url, "d");
+    assert_eq!(whoami(&mut d, 2)["name"], "mcp-demo-server");
+    let _ = std::fs::remove_file(&counter);
+}
+
+/// The proxy in front of `mcp-demo-server --strict` (which notifies only
+/// for URIs it was asked to subscribe to, and logs only at or above the
+/// level it was set to), one HTTP+SSE and one Streamable HTTP session.
+fn strict_proxy() -> (Proxy, Session, Session) {
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "0.05",
+        "--",
+        demo_bin(),
+        "--strict",
+    ]);
+    p.wait_ready();
+    let a = legacy_at(&p.url, "a");
+    let b = streamable_at(&p.url, "b");
+    (p, a, b)
+}
+
+/// Crashes the child through session `s` and waits for its successor.
+fn crash_and_wait_for_restart(p: &Proxy, s: &mut Session) {
+    s.post(&tool(json!("crash"), "crash", json!({})));
+    let r = s.recv_response(&json!("crash"));
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    p.wait_status("running after the restart", |s| {
+        s["servers"]["default"]["state"] == "running" && s["servers"]["default"]["restarts"] == 1
+    });
+}
+
+/// The demo's `whoami` through `s`, asked again until `pred` holds: the
+/// demo handles each request on its own thread, so what the proxy told the
+/// new child just before may still be on its way.
+fn whoami_until(s: &mut Session, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    for id in 100.. {
+        let v = whoami(s, id);
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never showed {what}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unreachable!("the loop returns or fails")
+}
+
+fn is_update(v: &Value, uri: &str) -> bool {
+    v["method"] == "notifications/resources/updated" && v["params"]["uri"] == uri
+}
+
+#[test]
+fn subscriptions_are_sent_again_to_a_restarted_child() {
+    let (p, mut a, mut b) = strict_proxy();
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    b.post(&tool(json!(2), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(2))), "touched");
+    a.recv_until("the update before the restart", |v| {
+        is_update(v, "demo://x")
+    });
+    let before = whoami(&mut b, 3)["pid"].clone();
+
+    crash_and_wait_for_restart(&p, &mut b);
+    let after = whoami_until(&mut b, "the subscription", |v| {
+        v["subscriptions"] == json!(["demo://x"])
+    });
+    assert_ne!(after["pid"], before, "a new child");
+    b.post(&tool(json!(5), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(5))), "touched");
+    a.recv_until("the update after the restart", |v| is_update(v, "demo://x"));
+    // The router handles the child's lines in order: had the update gone
+    // to b too, it would already be on its way.
+    let extra = b.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !extra.iter().any(|v| is_update(v, "demo://x")),
+        "the unsubscribed session gets no update: {extra:?}"
+    );
+    // Unsubscribing still reaches the new child.
+    a.post(&req(
+        json!(6),
+        "resources/unsubscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    assert_eq!(a.recv_response(&json!(6))["result"], json!({}));
+    whoami_until(&mut b, "no subscription", |v| {
+        v["subscriptions"] == json!([])
+    });
+}
+
+#[test]
+fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
+    // A 3 s backoff leaves time to subscribe while the server restarts.
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "3",
+        "--",
+        demo_bin(),
+        "--strict",
+    ]);
+    p.wait_ready();
+    let mut a = legacy_at(&p.url, "a");
+    let mut b = streamable_at(&p.url, "b");
+    b.post(&tool(json!("crash"), "crash", json!({})));
+    b.recv_response(&json!("crash"));
+    p.wait_status("restarting", |s| {
+        s["servers"]["default"]["state"] == "restarting"
+    });
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://y"}),
+    ));
+    p.wait_status("running again", |s| {
+        s["servers"]["default"]["state"] == "running"
+    });
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    let v = whoami_until(&mut b, "the subscription", |v| {
+        v["subscriptions"] == json!(["demo://y"])
+    });
+    let asked = v["methodsSeen"]
+        .as_array()
+        .expect("methodsSeen is a list")
+        .iter()
+        .filter(|m| *m == "resources/subscribe")
+        .count();
+    assert_eq!(asked, 1, "subscribed once: {v}");
+    b.post(&tool(json!(3), "touch", json!({"uri": "demo://y"})));
+    assert_eq!(text_of(&b.recv_response(&json!(3))), "touched");
+    a.recv_until("the update", |v| is_update(v, "demo://y"));
+}
+
+#[test]
+fn a_subscribe_refused_by_a_failed_server_is_not_sent_when_it_recovers() {
+    let go = temp_file("refused-go");
+    std::fs::write(&go, "").expect("create the go file");
+    // Serves while `go` exists, exits 3 otherwise.
+    let script = format!(
+        "test -e {g} || exit 3; exec {demo} --strict",
+        g = go.display(),
+        demo = demo_bin()
+    );
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--max-restarts",
+        "0",
+        "--failed-retry",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    p.wait_ready();
+    let mut a = legacy_at(&p.url, "a");
+    let mut b = streamable_at(&p.url, "b");
+    std::fs::remove_file(&go).expect("remove the go file");
+    b.post(&tool(json!("crash"), "crash", json!({})));
+    b.recv_response(&json!("crash"));
+    p.wait_status("failed", |s| s["servers"]["default"]["state"] == "failed");
+    a.post(&req(
+        json!(2),
+        "resources/subscribe",
+        json!({"uri": "demo://x"}),
+    ));
+    let r = a.recv_response(&json!(2));
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("has failed"), "refused: {r}");
+    std::fs::write(&go, "").expect("create the go file again");
+    p.wait_status("running again", |s| {
+        s["servers"]["default"]["state"] == "running"
+    });
+    // A subscription b makes now is behind anything the proxy sent the
+    // new child when it started.
+    b.post(&req(
+        json!(3),
+        "resources/subscribe",
+        json!({"uri": "demo://z"}),
+    ));
+    assert_eq!(b.recv_response(&json!(3))["result"], json!({}));
+    let v = whoami_until(&mut b, "b's subscription", |v| {
+        v["subscriptions"]
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("demo://z")))
+    });
+    assert_eq!(v["subscriptions"], json!(["demo://z"]), "{v}");
+    b.post(&tool(json!(4), "touch", json!({"uri": "demo://x"})));
+    assert_eq!(text_of(&b.recv_response(&json!(4))), "not subscribed");
+    let got = a.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !got.iter().any(|v| is_update(v, "demo://x")),
+        "the refused subscription gets no update: {got:?}"
+    );
+    let _ = std::fs::remove_file(&go);
+}
+
+#[test]
+fn log_levels_are_set_again_on_a_restarted_child() {
+    let (p, mut a, mut b) = strict_proxy();
+    a.post(&req(
+        json!(2),
+        "logging/setLevel",
+        json!({"level": "debug"}),
+    ));
+    assert_eq!(a.recv_response(&json!(2))["result"], json!({}));
+    b.post(&req(
+        json!(2),
+        "logging/setLevel",
+        json!({"level": "error"}),
+    ));
+    assert_eq!(b.recv_response(&json!(2))["result"], json!({}));
+    let is_log = |v: &Value| v["method"] == "notifications/message" && v["params"]["data"] == "dbg";
+
+    crash_and_wait_for_restart(&p, &mut b);
+    // The most verbose level any session asked for.
+    whoami_until(&mut b, "log level debug", |v| v["logLevel"] == "debug");
+    b.post(&tool(
+        json!(4),
+        "log",
+        json!({"level": "debug", "text": "dbg"}),
+    ));
+    assert_eq!(text_of(&b.recv_response(&json!(4))), "logged");
+    a.recv_until("the debug message after the restart", is_log);
+    let extra = b.drain_quiet(Duration::from_millis(300));
+    assert!(
+        !extra.iter().any(is_log),
+        "the session at 'error' gets no debug message: {extra:?}"
+    );
+}

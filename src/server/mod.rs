@@ -119,6 +119,7 @@ pub fn run(args: &Args) -> ExitCode {
                 max_restarts: args.max_restarts,
                 window: args.restart_window,
                 backoff: args.restart_backoff,
+                failed_retry: args.failed_retry,
             },
             shutdown_grace: args.shutdown_grace,
         };

@@ -32,6 +32,11 @@ pub struct Config {
     pub init_delay: Duration,
     /// Never answer `initialize` (a hung server).
     pub no_init: bool,
+    /// Behave like a real server where the proxy's bookkeeping matters:
+    /// `touch` notifies only for URIs this process was asked to subscribe
+    /// to, and `log` sends only at or above the level set with
+    /// `logging/setLevel` (`info` until one is set).
+    pub strict: bool,
 }
 
 #[derive(Default)]
@@ -40,6 +45,8 @@ struct State {
     cancel_log: Vec<String>,
     waiting: HashMap<String, Sender<Message>>,
     subscriptions: HashSet<String>,
+    /// The level set with `logging/setLevel`, if any.
+    log_level: Option<String>,
     initialize_count: u64,
     client_name: Option<String>,
     methods_seen: Vec<String>,
@@ -159,7 +166,11 @@ impl Session {
         let p = m.params().cloned().unwrap_or(json!({}));
         match method {
             "initialize" => self.initialize(id, &p),
-            "ping" | "logging/setLevel" => self.reply(id, json!({})),
+            "ping" => self.reply(id, json!({})),
+            "logging/setLevel" => {
+                self.state.lock().unwrap().log_level = p["level"].as_str().map(str::to_owned);
+                self.reply(id, json!({}))
+            }
             "tools/list" => self.reply(id, json!({"tools": tools()})),
             "tools/call" => self.call(id, m, &p),
             "resources/list" => self.reply(
@@ -298,6 +309,12 @@ impl Session {
             },
             "log" => {
                 let level = args["level"].as_str().unwrap_or("info");
+                if self.cfg.strict {
+                    let set = self.state.lock().unwrap().log_level.clone();
+                    if level_rank(level) < level_rank(set.as_deref().unwrap_or("info")) {
+                        return self.text(id, "below the log level");
+                    }
+                }
                 let line = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "demo", "data": s("text") + &"x".repeat(num("pad", 0) as usize)}});
                 self.send(Some(id), line.to_string());
                 self.text(id, "logged")
@@ -308,6 +325,9 @@ impl Session {
             }
             "touch" => {
                 let uri = s("uri") + &"x".repeat(num("pad", 0) as usize);
+                if self.cfg.strict && !self.state.lock().unwrap().subscriptions.contains(&uri) {
+                    return self.text(id, "not subscribed");
+                }
                 let line = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
                 self.send(None, line.to_string());
                 self.text(id, "touched")
@@ -334,7 +354,9 @@ impl Session {
             }
             "whoami" => {
                 let st = self.state.lock().unwrap();
-                let v = json!({"clientName": st.client_name, "initializeCount": st.initialize_count, "name": self.cfg.name, "pid": std::process::id()});
+                let mut subs: Vec<&String> = st.subscriptions.iter().collect();
+                subs.sort();
+                let v = json!({"clientName": st.client_name, "initializeCount": st.initialize_count, "name": self.cfg.name, "pid": std::process::id(), "logLevel": st.log_level, "subscriptions": subs, "methodsSeen": st.methods_seen});
                 drop(st);
                 self.text(id, v.to_string())
             }
@@ -350,6 +372,25 @@ impl Session {
             other => self.fail(id, jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {other}")),
         }
     }
+}
+
+/// MCP log levels by verbosity, most verbose lowest; an unknown one counts
+/// as the most severe.
+fn level_rank(level: &str) -> usize {
+    const LEVELS: &[&str] = &[
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .unwrap_or(LEVELS.len())
 }
 
 fn tool(name: &str, description: &str, props: Value) -> Value {

@@ -21,12 +21,14 @@ use std::time::Duration;
 const HELP: &str = "\
 mcp-demo-server: a demo MCP server (stdio, or HTTP with --http)
 
-Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init]
+Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init] [--strict]
        mcp-demo-server --http PORT [--transport sse|streamable|both] [...]
 
   --name NAME          serverInfo.name [default: mcp-demo-server]
   --init-delay-ms MS   wait before answering initialize
   --no-init            never answer initialize (a hung server)
+  --strict             touch notifies only for subscribed URIs, log sends only
+                       at or above the level from logging/setLevel (info)
 
 HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --http PORT          serve HTTP on PORT, 0 for a random one
@@ -78,6 +80,7 @@ fn main() {
                 )
             }
             "--no-init" => cfg.no_init = true,
+            "--strict" => cfg.strict = true,
             "--http" => {
                 opts.port = args
                     .next()
