@@ -1153,7 +1153,10 @@ impl Router {
                     }
                     return self.lose_session("the remote no longer knows the session (404)");
                 }
-                let cause = format!("answered HTTP {code} {reason}{}", excerpt(&body));
+                let cause = self
+                    .remote
+                    .auth_refused(code)
+                    .unwrap_or_else(|| format!("answered HTTP {code} {reason}{}", excerpt(&body)));
                 if is_handshake && (code >= 500 || job.hidden) {
                     if let Some(id) = &id {
                         if !job.hidden {
@@ -1253,7 +1256,10 @@ impl Router {
                 match outcome {
                     Outcome::Unreachable(cause) | Outcome::Bad(cause) => self.go_down(cause),
                     Outcome::Status(code, reason, body) => {
-                        self.go_down(format!("answered HTTP {code} {reason}{}", excerpt(&body)))
+                        let cause = self.remote.auth_refused(code).unwrap_or_else(|| {
+                            format!("answered HTTP {code} {reason}{}", excerpt(&body))
+                        });
+                        self.go_down(cause)
                     }
                     Outcome::Broken { cause, .. } if self.phase == Phase::Connecting => {
                         self.go_down(format!("{cause} before naming its endpoint"))
