@@ -273,3 +273,49 @@ fn proxy_errors_for_batch_members_are_in_the_array() {
     let r = echo(&mut p, json!(3), "back");
     assert_eq!(result_text(&r), "back");
 }
+
+/// The remote goes away: the members of a batch in flight, and of one sent
+/// while the proxy reconnects (answered at once), all get their errors
+/// inside one array per batch.
+#[test]
+fn batches_get_their_errors_when_the_remote_is_gone() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let mut p = proxy(&[&remote.mcp()]);
+    handshake(&mut p, "2025-03-26");
+    let _ = remote.stop();
+    for round in 0..2 {
+        p.send_json(&json!([
+            call_tool(json!(1), "echo", json!({"text": "x"})),
+            notification("notifications/roots/list_changed", json!({})),
+            call_tool(json!(2), "echo", json!({"text": "y"})),
+        ]));
+        let got = recv_batch(&mut p);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            vec!["1", "2"],
+            "round {round}: {got:?}"
+        );
+        for v in got.values() {
+            assert_eq!(error_of(v).0, -32603, "round {round}: {v}");
+        }
+    }
+}
+
+/// A reply over --max-message-size fails only its own member, inside the
+/// array, beside the other member's result.
+#[test]
+fn an_oversized_reply_fails_its_member_inside_the_array() {
+    for mode in ["json", "sse"] {
+        let remote = FakeRemote::start(&["--transport", "streamable", "--reply", mode]);
+        let mut p = proxy(&["--max-message-size", "100000", &remote.mcp()]);
+        handshake(&mut p, "2025-03-26");
+        p.send_json(&json!([
+            call_tool(json!("big"), "big", json!({"bytes": 200000})),
+            call_tool(json!("small"), "echo", json!({"text": "fits"})),
+        ]));
+        let got = recv_batch(&mut p);
+        assert_eq!(result_text(&got["\"small\""]), "fits", "{mode}");
+        let (_, msg) = error_of(&got["\"big\""]);
+        assert!(msg.contains("--max-message-size"), "{mode}: {msg}");
+    }
+}
