@@ -372,6 +372,93 @@ fn oauth2_client_credentials_token_on_every_request_and_not_logged() {
     }
 }
 
+fn oauth_proxy(remote: &FakeRemote) -> Proc {
+    let token_url = format!("{}/oauth/token", remote.base);
+    proxy(&[
+        "--client-id",
+        "cid",
+        "--client-secret",
+        "client-secret-6",
+        "--token-url",
+        &token_url,
+        &remote.mcp(),
+    ])
+}
+
+/// How many tokens the demo's token endpoint has issued.
+fn tokens_issued(remote: &FakeRemote) -> u64 {
+    let r = http("GET", &format!("{}/admin/tokens", remote.base), &[], None);
+    r.body.trim().parse().expect("a count")
+}
+
+/// The remote rotates its token mid-session (the old one is refused with
+/// 401 long before it expires): the next call still succeeds, carried by
+/// exactly one freshly fetched token, which later calls reuse.
+#[test]
+fn oauth2_token_rotated_by_the_remote_is_fetched_again_once() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    remote.admin("bearer", "latest");
+    let mut p = oauth_proxy(&remote);
+    handshake(&mut p, "2025-06-18");
+    assert_eq!(result_text(&echo(&mut p, json!(1), "one")), "one");
+    assert_eq!(tokens_issued(&remote), 1);
+    remote.admin("rotate-token", "");
+    let r = echo(&mut p, json!(2), "two");
+    assert_eq!(result_text(&r), "two", "the call after the rotation: {r}");
+    assert_eq!(tokens_issued(&remote), 2, "exactly one extra token fetch");
+    assert_eq!(result_text(&echo(&mut p, json!(3), "three")), "three");
+    assert_eq!(tokens_issued(&remote), 2, "the fresh token is reused");
+    let last = remote.requests().pop().expect("requests were logged");
+    assert_eq!(
+        req_header(&last, "authorization"),
+        Some("Bearer demo-token-2")
+    );
+    let stderr = p.stderr();
+    for secret in ["client-secret-6", "demo-token-1", "demo-token-2"] {
+        assert!(!stderr.contains(secret), "{secret} leaked:\n{stderr}");
+    }
+}
+
+/// A remote that answers 401 whatever the token: the call fails after one
+/// retry with a fresh token, with an error that names the token URL and
+/// says the credentials were refused; the next call does the same (one
+/// fetch each, no loop), and the session works again once the remote
+/// accepts tokens. Also when the refused request is the initialize.
+#[test]
+fn oauth2_refused_twice_fails_the_call_naming_the_token_url() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    let token_url = format!("{}/oauth/token", remote.base);
+    let refused = |v: &Value, what: &str| {
+        let msg = error_message(v);
+        assert!(
+            msg.contains(&token_url) && msg.contains("credentials were refused"),
+            "{what}: {msg}"
+        );
+    };
+    let mut p = oauth_proxy(&remote);
+    handshake(&mut p, "2025-06-18");
+    assert_eq!(result_text(&echo(&mut p, json!(1), "ok")), "ok");
+    let before = tokens_issued(&remote);
+    remote.admin("bearer", "never");
+    refused(&echo(&mut p, json!(2), "x"), "first refused call");
+    assert_eq!(tokens_issued(&remote), before + 1, "one retry, no loop");
+    refused(&echo(&mut p, json!(3), "x"), "second refused call");
+    assert_eq!(tokens_issued(&remote), before + 2);
+    remote.admin("bearer", "off");
+    assert_eq!(result_text(&echo(&mut p, json!(4), "back")), "back");
+    drop(p);
+
+    remote.admin("bearer", "never");
+    let issued = tokens_issued(&remote);
+    let mut p = oauth_proxy(&remote);
+    p.send_json(&initialize(json!(0), "2025-06-18"));
+    refused(&p.recv_response(&json!(0)), "initialize");
+    assert_eq!(tokens_issued(&remote), issued + 2, "a token and one retry");
+    p.send_json(&initialize(json!(1), "2025-06-18"));
+    refused(&p.recv_response(&json!(1)), "initialize again");
+    assert_eq!(tokens_issued(&remote), issued + 3);
+}
+
 /// notifications/cancelled reaches the server (the proxy then stops
 /// waiting for that call), and stdin EOF still ends the session with 0.
 #[test]

@@ -1,7 +1,8 @@
 //! The HTTP side of client mode: one ureq agent (rustls, the `--verify-ssl`
 //! choice), the headers every request carries (`-H`, `API_ACCESS_TOKEN`,
 //! Basic auth, an OAuth2 client-credentials token fetched through the same
-//! agent and renewed before it expires), and the pure pieces the links share: URL resolution and the
+//! agent, renewed before it expires and fetched afresh once when the remote
+//! answers 401), and the pure pieces the links share: URL resolution and the
 //! same-origin rule for the HTTP+SSE `endpoint`, capped exponential backoff,
 //! and an SSE body reader bounded by the message size limit.
 //!
@@ -224,14 +225,32 @@ impl Remote {
         Ok((token.to_owned(), lifetime))
     }
 
-    fn forget_token(&self) {
+    /// Drops the cached token if it is still `used`: when several requests
+    /// meet the same 401 at once, the first one's fresh token serves all.
+    fn forget_token(&self, used: &str) {
         if let Some(o) = &self.oauth {
-            *o.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let mut cached = o.token.lock().unwrap_or_else(|e| e.into_inner());
+            if cached.as_ref().is_some_and(|(t, _)| t == used) {
+                *cached = None;
+            }
         }
     }
 
-    /// One request. `extra` headers come after the configured ones. With
-    /// `--digest`, a 401 carrying a Digest challenge is answered once.
+    /// Why the remote's `status` failed a request, when that is about our
+    /// OAuth2 credentials: a 401 that [`Remote::send`] already met again
+    /// with a freshly fetched token.
+    pub fn auth_refused(&self, status: u16) -> Option<String> {
+        let o = self.oauth.as_ref().filter(|_| status == 401)?;
+        Some(format!(
+            "refused the OAuth2 token from {} (HTTP 401, also with a freshly fetched token): the client credentials were refused; check --client-id, --client-secret and --token-url",
+            display_url(&o.cfg.token_url)
+        ))
+    }
+
+    /// One request. `extra` headers come after the configured ones. A 401
+    /// is met once: with OAuth2, by a freshly fetched token (the remote
+    /// revoked or rotated the old one early); with `--digest`, by answering
+    /// its Digest challenge. A second 401 is the caller's to report.
     pub fn send(
         &self,
         method: &str,
@@ -239,17 +258,40 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
-        let res = self.attempt(method, url, extra, body, self.digest_header(method, url))?;
-        if res.status().as_u16() == 401 && self.take_challenge(&res) {
+        let (res, used) =
+            self.attempt(method, url, extra, body, self.digest_header(method, url))?;
+        if res.status().as_u16() != 401 {
+            return Ok(res);
+        }
+        if let Some(used) = used {
+            self.forget_token(&used);
+            log::info!(
+                "{method} {}: the remote refused the OAuth2 token (401); retrying once with a fresh one",
+                display_url(url)
+            );
+            drop(res);
+            let (res, _) = self.attempt(method, url, extra, body, None)?;
+            if res.status().as_u16() == 401 {
+                log::error!(
+                    "{method} {}: the remote refused a freshly fetched OAuth2 token too (401); check the client credentials",
+                    display_url(url)
+                );
+            }
+            return Ok(res);
+        }
+        if self.take_challenge(&res) {
             log::debug!(
                 "{method} {}: answering a Digest challenge",
                 display_url(url)
             );
-            return self.attempt(method, url, extra, body, self.digest_header(method, url));
+            return self
+                .attempt(method, url, extra, body, self.digest_header(method, url))
+                .map(|(res, _)| res);
         }
         Ok(res)
     }
 
+    /// One try; returns the response and the OAuth2 token it carried.
     fn attempt(
         &self,
         method: &str,
@@ -257,9 +299,9 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
         digest: Option<String>,
-    ) -> Result<Response, String> {
+    ) -> Result<(Response, Option<String>), String> {
         let bearer = self.bearer()?;
-        let auth = bearer.map(|t| format!("Bearer {t}")).or(digest);
+        let auth = bearer.as_ref().map(|t| format!("Bearer {t}")).or(digest);
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in &self.headers {
             if auth.is_some() && k.eq_ignore_ascii_case("authorization") {
@@ -298,12 +340,8 @@ impl Remote {
         };
         if let Ok(r) = &res {
             log::debug!("{method} {} -> {}", display_url(url), r.status().as_u16());
-            if r.status().as_u16() == 401 {
-                // Revoked or expired early: the next request fetches anew.
-                self.forget_token();
-            }
         }
-        res
+        res.map(|r| (r, bearer))
     }
 }
 

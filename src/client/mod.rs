@@ -38,8 +38,29 @@
 //! most `EOF_GRACE` (5 s) later, and after a DELETE of the Streamable HTTP
 //! session) or stdout breaks; 128+n after signal n, also after the DELETE.
 //!
-//! Not handled: JSON-RPC batches on stdin (answered -32600; batches from
-//! the remote are split), the 2026-07-28 per-request headers (RL-10).
+//! JSON-RPC batches on stdin (JR-09, RL-15) are accepted only when the
+//! session's protocol version is 2025-03-26: the one the remote chose for
+//! the local `initialize`, or until it answers, the one the client asked
+//! for. Without any `initialize` the client speaks a revision with no
+//! handshake and no batches, so the batch is refused. A refused batch, and
+//! an empty one, gets one -32600 error object naming the reason. An
+//! accepted batch is split here and its members go on exactly as single
+//! messages do (requests in flight, notifications and responses as fences),
+//! rather than as one POST: that works the same over HTTP+SSE, keeps the
+//! ordering rule of `post` (one POST of a mixed array would be a request
+//! and a fence at once).
+//! The replies to its requests, the remote's or our own errors alike, are
+//! gathered ([`Batch`]) and written as one array line once the last one is
+//! in; invalid members and a batched `initialize` (LC-07) get -32600
+//! entries, notifications and responses none, and a batch with no entry
+//! writes nothing. A cancelled member gets no entry. Ids: a batch member
+//! whose id is already in flight, or repeated in the batch, gets an error
+//! entry and is not sent, and a single request reusing the id of a batch
+//! member in flight gets an error on its own line; so no reply can be
+//! routed to the wrong place.
+//!
+//! Not handled: the 2026-07-28 per-request headers (RL-10). Batches from
+//! the remote are split into single lines.
 
 pub mod digest;
 mod http;
@@ -48,11 +69,11 @@ mod streamable;
 
 use crate::child::{self, Line};
 use crate::cli::{Args, Transport};
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{self, Kind, Message, ParseError};
 use crate::signals;
 use http::{display_url, Backoff, Remote};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::process::ExitCode;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -78,6 +99,8 @@ const DEFAULT_RETRY: Duration = Duration::from_millis(100);
 /// What the pumps tell the router.
 pub enum Event {
     Stdin(Message),
+    /// A JSON array on stdin: its members, each parsed on its own.
+    StdinBatch(Vec<Result<Message, ParseError>>),
     /// A line on stdin that is not a message: the error reply to write.
     StdinBad(String),
     StdinEof,
@@ -200,6 +223,18 @@ enum Phase {
     Down(String),
 }
 
+/// A JSON-RPC batch from stdin whose replies are being gathered.
+#[derive(Default)]
+struct Batch {
+    /// Ids of its requests not answered yet.
+    waiting: HashSet<String>,
+    /// Reply lines so far (errors for invalid members first).
+    replies: Vec<String>,
+}
+
+/// The one protocol revision with JSON-RPC batches (JR-09).
+const BATCH_VERSION: &str = "2025-03-26";
+
 enum Timer {
     Reconnect {
         gen: u64,
@@ -238,6 +273,14 @@ struct Router {
     pending_first: Option<PostJob>,
     init: Option<Message>,
     initialized: Option<Message>,
+    /// The protocol version the remote chose in answer to the local
+    /// client's `initialize` (kept across reconnects).
+    negotiated: Option<String>,
+    /// Batches from stdin waiting for replies, by number, and the batch
+    /// each of their request ids belongs to.
+    batches: HashMap<u64, Batch>,
+    batch_of: HashMap<String, u64>,
+    next_batch: u64,
     /// Local requests sent to the remote and not yet answered: id -> method.
     inflight: HashMap<String, String>,
     queue: VecDeque<Message>,
@@ -304,6 +347,10 @@ pub fn run(args: &Args) -> ExitCode {
         pending_first: None,
         init: None,
         initialized: None,
+        negotiated: None,
+        batches: HashMap::new(),
+        batch_of: HashMap::new(),
+        next_batch: 0,
         inflight: HashMap::new(),
         queue: VecDeque::new(),
         posts: 0,
@@ -344,8 +391,15 @@ fn spawn_stdin(max: usize, tx: Sender<Event>) {
         .spawn(move || {
             child::read_lines(std::io::stdin(), max, |line| {
                 let ev = match line {
-                    Line::Text(t) => match Message::parse(&t) {
-                        Ok(m) => Event::Stdin(m),
+                    Line::Text(t) => match Message::parse_batch(&t) {
+                        Ok(Some(items)) => Event::StdinBatch(items),
+                        Ok(None) => match Message::parse(&t) {
+                            Ok(m) => Event::Stdin(m),
+                            Err(e) => {
+                                log::warn!("stdin: {e}");
+                                Event::StdinBad(e.reply())
+                            }
+                        },
                         Err(e) => {
                             log::warn!("stdin: {e}");
                             Event::StdinBad(e.reply())
@@ -411,7 +465,22 @@ impl Router {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Stdin(m) => self.local(m),
+            Event::Stdin(m) => match (m.kind(), m.id()) {
+                (Kind::Request, Some(id)) if self.batch_of.contains_key(id) => {
+                    // Its reply could not be told from the batch member's.
+                    log::warn!(
+                        "stdin: request id {id} is already used by a batch in flight; refused"
+                    );
+                    self.write(jsonrpc::error_reply(
+                        Some(id),
+                        jsonrpc::INVALID_REQUEST,
+                        &format!("Invalid Request: id {id} is already used by a request of a batch still in flight; use an id not in flight"),
+                        None,
+                    ));
+                }
+                _ => self.local(m),
+            },
+            Event::StdinBatch(items) => self.local_batch(items),
             Event::StdinBad(line) => self.write(line),
             Event::StdinEof => {
                 log::debug!("stdin closed");
@@ -455,7 +524,35 @@ impl Router {
     /// The error reply for a local request the remote could not take.
     fn fail(&mut self, id: &str, cause: &str) {
         if self.inflight.remove(id).is_some() {
-            self.write(self.error_line(id, cause));
+            let line = self.error_line(id, cause);
+            self.reply(id, line);
+        }
+    }
+
+    /// Writes the reply to the local request `id`, alone or, when the
+    /// request came in a batch, into that batch's array.
+    fn reply(&mut self, id: &str, line: String) {
+        let Some(n) = self.batch_of.remove(id) else {
+            return self.write(line);
+        };
+        let b = self
+            .batches
+            .get_mut(&n)
+            .expect("a batch lives while any of its ids is mapped");
+        b.waiting.remove(id);
+        b.replies.push(line);
+        self.batch_done(n);
+    }
+
+    /// Writes batch `n` as one array once every request in it is answered
+    /// (nothing when it held no request and no invalid member).
+    fn batch_done(&mut self, n: u64) {
+        if self.batches.get(&n).is_none_or(|b| !b.waiting.is_empty()) {
+            return;
+        }
+        let b = self.batches.remove(&n).expect("checked above");
+        if !b.replies.is_empty() {
+            self.write(format!("[{}]", b.replies.join(",")));
         }
     }
 
@@ -479,6 +576,7 @@ impl Router {
             (Kind::Request, Some("initialize")) => {
                 self.init = Some(m.clone());
                 self.initialized = None;
+                self.negotiated = None;
                 self.inflight.insert(
                     m.id().expect("requests have ids").to_owned(),
                     "initialize".into(),
@@ -494,9 +592,19 @@ impl Router {
                 // none (a late one is dropped): stop waiting for it, and do
                 // not let a POST that may never end hold a slot.
                 if let Some(id) = m.get_raw(&["params", "requestId"]) {
-                    if self.inflight.remove(id).is_some() && self.link != Link::Sse {
-                        self.posts = self.posts.saturating_sub(1);
-                        self.detached.insert(id.to_owned());
+                    if self.inflight.remove(id).is_some() {
+                        if self.link != Link::Sse {
+                            self.posts = self.posts.saturating_sub(1);
+                            self.detached.insert(id.to_owned());
+                        }
+                        // A cancelled member of a batch gets no entry in
+                        // its array (no reply is owed for it).
+                        if let Some(n) = self.batch_of.remove(id) {
+                            if let Some(b) = self.batches.get_mut(&n) {
+                                b.waiting.remove(id);
+                            }
+                            self.batch_done(n);
+                        }
                     }
                 }
             }
@@ -509,7 +617,7 @@ impl Router {
                 match (m.kind(), m.id()) {
                     (Kind::Request, Some(id)) => {
                         let line = self.error_line(id, &cause);
-                        self.write(line);
+                        self.reply(id, line);
                     }
                     _ => log::debug!("dropping a {:?} while the remote is down", m.kind()),
                 }
@@ -532,6 +640,111 @@ impl Router {
             }
             Phase::Connecting | Phase::Handshake => self.queue.push_back(m),
         }
+    }
+
+    /// A JSON array on stdin. On a 2025-03-26 session its members go on one
+    /// by one as single messages would; the replies to its requests are
+    /// gathered and written as one array line ([`Router::reply`]).
+    fn local_batch(&mut self, items: Vec<Result<Message, ParseError>>) {
+        if self.exit.is_some() {
+            return;
+        }
+        let refuse = |why: &str| {
+            log::warn!("stdin: {why}");
+            jsonrpc::error_reply(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+                None,
+            )
+        };
+        if items.is_empty() {
+            return self.write(refuse("an empty batch"));
+        }
+        // Before the remote answers initialize, the version the client
+        // asked for. Without any initialize the client speaks 2026-07-28
+        // or later (no handshake), where batches do not exist.
+        let version = self.negotiated.clone().or_else(|| {
+            self.init
+                .as_ref()
+                .and_then(|m| m.value()["params"]["protocolVersion"].as_str())
+                .map(str::to_owned)
+        });
+        match version.as_deref() {
+            Some(BATCH_VERSION) => {}
+            Some(v) => {
+                return self.write(refuse(&format!(
+                    "JSON-RPC batches exist only in protocol version {BATCH_VERSION}, and this session uses {v}; send each message on its own line"
+                )))
+            }
+            None => {
+                return self.write(refuse(&format!(
+                    "JSON-RPC batches exist only in protocol version {BATCH_VERSION}, and no version has been negotiated (initialize first, on its own line)"
+                )))
+            }
+        }
+        let n = self.next_batch;
+        self.next_batch += 1;
+        let mut batch = Batch::default();
+        let mut forward = Vec::new();
+        for item in items {
+            let m = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    batch.replies.push(e.reply());
+                    continue;
+                }
+            };
+            let id = match (m.kind(), m.id()) {
+                (Kind::Request, Some(id)) => id.to_owned(),
+                _ => {
+                    forward.push(m);
+                    continue;
+                }
+            };
+            let refused = if m.method() == Some("initialize") {
+                Some(format!("initialize must not be part of a batch (protocol {BATCH_VERSION}); send it on its own line"))
+            } else if batch.waiting.contains(&id) || self.id_in_flight(&id) {
+                // Its reply could not be told from the other request's.
+                Some(format!(
+                    "id {id} is already used by a request in flight; use an id not in flight"
+                ))
+            } else {
+                None
+            };
+            match refused {
+                Some(why) => batch.replies.push(jsonrpc::error_reply(
+                    Some(&id),
+                    jsonrpc::INVALID_REQUEST,
+                    &format!("Invalid Request: {why}"),
+                    None,
+                )),
+                None => {
+                    batch.waiting.insert(id);
+                    forward.push(m);
+                }
+            }
+        }
+        for id in &batch.waiting {
+            self.batch_of.insert(id.clone(), n);
+        }
+        self.batches.insert(n, batch);
+        // Every id is mapped before any member goes on, so replies that
+        // come at once (the remote is down) cannot end the batch early.
+        for m in forward {
+            self.local(m);
+        }
+        self.batch_done(n);
+    }
+
+    /// Whether a local request with `id` is waiting for its reply: sent,
+    /// queued, or in a batch.
+    fn id_in_flight(&self, id: &str) -> bool {
+        let is = |m: &Message| m.kind() == Kind::Request && m.id() == Some(id);
+        self.inflight.contains_key(id)
+            || self.batch_of.contains_key(id)
+            || self.queue.iter().any(is)
+            || self.pending_first.as_ref().is_some_and(|j| is(&j.msg))
     }
 
     /// Sends one message on the current session.
@@ -700,7 +913,7 @@ impl Router {
                 }
                 self.inflight.remove(id);
                 let line = self.error_line(id, cause);
-                self.write(line);
+                self.reply(id, line);
             }
         }
         let mut ids: Vec<String> = self.inflight.keys().cloned().collect();
@@ -785,6 +998,7 @@ impl Router {
             let hidden = self.handshake.as_ref().is_some_and(|(_, h)| *h);
             if let Some(v) = msg.value()["result"]["protocolVersion"].as_str() {
                 self.session.protocol_version = Some(v.to_owned());
+                self.negotiated = Some(v.to_owned());
             }
             if hidden {
                 if msg.is_error() {
@@ -815,7 +1029,7 @@ impl Router {
             self.ready();
         }
         match id {
-            Some(id) if self.inflight.remove(&id).is_some() => self.write(msg.into_raw()),
+            Some(id) if self.inflight.remove(&id).is_some() => self.reply(&id, msg.into_raw()),
             _ => log::debug!("dropping a reply to a request that is no longer waiting"),
         }
     }
@@ -939,7 +1153,10 @@ impl Router {
                     }
                     return self.lose_session("the remote no longer knows the session (404)");
                 }
-                let cause = format!("answered HTTP {code} {reason}{}", excerpt(&body));
+                let cause = self
+                    .remote
+                    .auth_refused(code)
+                    .unwrap_or_else(|| format!("answered HTTP {code} {reason}{}", excerpt(&body)));
                 if is_handshake && (code >= 500 || job.hidden) {
                     if let Some(id) = &id {
                         if !job.hidden {
@@ -1007,7 +1224,7 @@ impl Router {
         if let Ok(m) = Message::parse(body) {
             if m.kind() == Kind::Response && m.id() == Some(id) {
                 self.inflight.remove(id);
-                return self.write(m.into_raw());
+                return self.reply(id, m.into_raw());
             }
         }
         self.fail(id, cause);
@@ -1039,7 +1256,10 @@ impl Router {
                 match outcome {
                     Outcome::Unreachable(cause) | Outcome::Bad(cause) => self.go_down(cause),
                     Outcome::Status(code, reason, body) => {
-                        self.go_down(format!("answered HTTP {code} {reason}{}", excerpt(&body)))
+                        let cause = self.remote.auth_refused(code).unwrap_or_else(|| {
+                            format!("answered HTTP {code} {reason}{}", excerpt(&body))
+                        });
+                        self.go_down(cause)
                     }
                     Outcome::Broken { cause, .. } if self.phase == Phase::Connecting => {
                         self.go_down(format!("{cause} before naming its endpoint"))

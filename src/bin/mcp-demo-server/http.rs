@@ -218,11 +218,27 @@ struct Server {
     fail: AtomicU16,
     garbage_reply: AtomicBool,
     tokens: std::sync::atomic::AtomicU64,
+    /// `/admin/bearer`: which `Authorization: Bearer` MCP requests need.
+    bearer: Mutex<Bearer>,
+    /// The one token `Bearer::Latest` accepts: the last one issued, until
+    /// `/admin/rotate-token` revokes it.
+    accepted_token: Mutex<Option<String>>,
     /// The Digest nonce this server hands out.
     nonce: String,
     log: Mutex<Vec<Value>>,
     /// JSON-RPC methods of the Streamable HTTP POSTs, in the order handled.
     received: Mutex<Vec<String>>,
+}
+
+/// What the MCP endpoints ask of a Bearer token (OAuth tests).
+#[derive(Clone, Copy, PartialEq)]
+enum Bearer {
+    /// Anything goes.
+    Off,
+    /// Only the token `/oauth/token` issued last, unless revoked.
+    Latest,
+    /// Every request is refused with 401.
+    Never,
 }
 
 /// One HTTP request, read whole.
@@ -302,6 +318,8 @@ pub fn run(cfg: core::Config, opts: Opts) {
         fail: AtomicU16::new(0),
         garbage_reply: AtomicBool::new(false),
         tokens: std::sync::atomic::AtomicU64::new(0),
+        bearer: Mutex::new(Bearer::Off),
+        accepted_token: Mutex::new(None),
         nonce: mcp_proxy::util::random_hex(16),
         log: Mutex::new(Vec::new()),
         received: Mutex::new(Vec::new()),
@@ -469,6 +487,15 @@ impl Server {
                 );
             }
         }
+        if !self.bearer_ok(&req) {
+            return respond(
+                w,
+                401,
+                "text/plain",
+                "demo: bearer token refused".into(),
+                &[("WWW-Authenticate", "Bearer error=\"invalid_token\"")],
+            );
+        }
         let fail = self.fail.load(Ordering::SeqCst);
         if fail != 0 {
             return respond(w, fail, "text/plain", "demo: failing as asked".into(), &[]);
@@ -528,7 +555,19 @@ impl Server {
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
             "received" => {
                 let log = json!(self.received.lock().unwrap().clone());
-                respond(w, 200, "application/json", log.to_string(), &[])
+                return respond(w, 200, "application/json", log.to_string(), &[]);
+            }
+            "bearer" => {
+                *self.bearer.lock().unwrap() = match body.trim() {
+                    "latest" => Bearer::Latest,
+                    "never" => Bearer::Never,
+                    _ => Bearer::Off,
+                }
+            }
+            "rotate-token" => *self.accepted_token.lock().unwrap() = None,
+            "tokens" => {
+                let n = self.tokens.load(Ordering::SeqCst);
+                return respond(w, 200, "text/plain", n.to_string(), &[]);
             }
             "requests" => {
                 let log = Value::Array(self.log.lock().unwrap().clone());
@@ -537,6 +576,18 @@ impl Server {
             _ => return respond(w, 404, "text/plain", "no such knob".into(), &[]),
         }
         respond(w, 200, "text/plain", "ok".into(), &[])
+    }
+
+    /// Whether the request's Bearer token passes `/admin/bearer`.
+    fn bearer_ok(&self, req: &Req) -> bool {
+        match *self.bearer.lock().unwrap() {
+            Bearer::Off => true,
+            Bearer::Never => false,
+            Bearer::Latest => {
+                let sent = header(req, "authorization").and_then(|a| a.strip_prefix("Bearer "));
+                sent.is_some() && sent == self.accepted_token.lock().unwrap().as_deref()
+            }
+        }
     }
 
     /// An OAuth2 token endpoint (client credentials): any Basic-authenticated
@@ -554,7 +605,9 @@ impl Server {
             );
         }
         let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
-        let reply = json!({"access_token": format!("demo-token-{n}"), "token_type": "Bearer", "expires_in": 3600});
+        let token = format!("demo-token-{n}");
+        *self.accepted_token.lock().unwrap() = Some(token.clone());
+        let reply = json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
         respond(w, 200, "application/json", reply.to_string(), &[])
     }
 

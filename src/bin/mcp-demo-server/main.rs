@@ -45,6 +45,9 @@ HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   Fault knobs: POST /admin/expire, /admin/drop, /admin/fail (body: status,
   0 = off), /admin/garbage, /admin/garbage-reply; GET /admin/requests.
   POST /oauth/token: OAuth2 client credentials (any Basic client).
+  OAuth knobs: POST /admin/bearer (body: off, latest = only the token issued
+  last, never = always 401), /admin/rotate-token (revokes the current token);
+  GET /admin/tokens (how many were issued).
 ";
 
 fn main() {
