@@ -77,7 +77,7 @@ pub const FAILED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 pub const MAX_PENDING: usize = 1024;
 
 /// MCP log levels, most verbose first (index = verbosity rank).
-const LOG_LEVELS: &[&str] = &[
+pub const LOG_LEVELS: &[&str] = &[
     "debug",
     "info",
     "notice",

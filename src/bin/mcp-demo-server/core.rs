@@ -8,6 +8,7 @@
 //! many requests are in flight at once, as with a real server.
 
 use mcp_proxy::jsonrpc::{self, Kind, Message};
+use mcp_proxy::router::LOG_LEVELS;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -377,20 +378,10 @@ impl Session {
 /// MCP log levels by verbosity, most verbose lowest; an unknown one counts
 /// as the most severe.
 fn level_rank(level: &str) -> usize {
-    const LEVELS: &[&str] = &[
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
-    LEVELS
+    LOG_LEVELS
         .iter()
         .position(|l| *l == level)
-        .unwrap_or(LEVELS.len())
+        .unwrap_or(LOG_LEVELS.len())
 }
 
 fn tool(name: &str, description: &str, props: Value) -> Value {
