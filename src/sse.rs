@@ -145,13 +145,22 @@ impl Parser {
             self.big_tail.clear();
             let line = std::mem::take(&mut self.line);
             self.keep_ends(&line);
-            self.keep_ends(bytes);
+            // The head reported now ends at the byte that crossed the
+            // limit, so it is the same however the bytes were split.
+            // (The data may already be one past the limit: a joining
+            // newline is added when a line ends, not checked here.)
+            let crossing = (self.max_event_bytes + 1)
+                .saturating_sub(line.len() + self.data.len())
+                .min(bytes.len());
+            let (first, rest) = bytes.split_at(crossing);
+            self.keep_ends(first);
             self.data.clear();
             self.event.clear();
             self.discarding = true;
             out.push(Item::TooBig {
                 head: self.discarded_head(),
             });
+            self.keep_ends(rest);
             return;
         }
         self.line.extend_from_slice(bytes);
@@ -424,6 +433,21 @@ mod tests {
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(parse_chunks(&bytes, 1 << 20), whole);
         assert_eq!(whole.len(), 3);
+        // Also for an event over the limit, whose report carries its first
+        // bytes (found by fuzzing: they used to depend on the reads).
+        let input = b"data: me\xff\xff\xff\xff\xff\xff data: 0123456789abcdef\ndata: x\n\n";
+        let whole = parse_chunks(&[input], 16);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(parse_chunks(&bytes, 16), whole);
+        assert_eq!(parse_chunks(&[&input[..20], &input[20..]], 16), whole);
+        assert!(matches!(whole[0], Item::TooBig { .. }), "{whole:?}");
+        // Invalid UTF-8 grows threefold as the data is decoded, past the
+        // limit before the next line is checked (found by fuzzing too).
+        let input = b"data: \xff\xff\xff\xff\xff\xff\ndata: y\n\n";
+        let whole = parse_chunks(&[input], 16);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(parse_chunks(&bytes, 16), whole);
+        assert!(matches!(whole[0], Item::TooBig { .. }), "{whole:?}");
     }
 
     #[test]
@@ -433,9 +457,10 @@ mod tests {
         for _ in 0..100 {
             p.feed(b"xxxxxxxxxx", &mut out); // never a newline
         }
-        // What had come when the limit was passed: 10 bytes, then 10 more.
+        // What had come up to the byte that passed the limit, however the
+        // bytes were split into reads.
         let big = Item::TooBig {
-            head: vec![b'x'; 20],
+            head: vec![b'x'; 17],
         };
         assert_eq!(out, vec![big.clone()]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
@@ -445,10 +470,12 @@ mod tests {
         };
         assert_eq!(out, vec![big, ends, ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
-        let head = b"0123456789\n0123456789".to_vec();
-        let big = Item::TooBig { head: head.clone() };
+        // The limit passed on the second line's `data: ` field name.
+        let big = Item::TooBig {
+            head: b"0123456789\n".to_vec(),
+        };
         let ends = Item::TooBigEnd {
-            head,
+            head: b"0123456789\n0123456789".to_vec(),
             tail: b"data: 0123456789".to_vec(),
         };
         assert_eq!(out, vec![big, ends, ev("message", "a", None)]);
