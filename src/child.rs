@@ -598,6 +598,49 @@ pub fn spawn_stderr_drain(name: &str, stderr: ChildStderr) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn child_input_keeps_order_when_the_pipe_fills() {
+        // `cat` echoes stdin; lines far larger than a pipe (64 KiB) make the
+        // direct write partial, so the rest and the lines after it go
+        // through the pump until it has caught up: every line must come
+        // back whole and in order.
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cat runs");
+        let out = child.stdout.take().expect("piped");
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            read_lines(out, 4 << 20, |l| match l {
+                Line::Text(t) => {
+                    got.push(t);
+                    true
+                }
+                _ => false,
+            });
+            got
+        });
+        let input = ChildInput::new("cat", child.stdin.take().expect("piped")).expect("pump");
+        let mut sent = Vec::new();
+        for i in 0..20 {
+            let line = if i % 4 == 0 {
+                format!("{i}:{}", "x".repeat(300_000 + i))
+            } else {
+                format!("{i}")
+            };
+            assert!(input.send(line.clone()), "cat reads its stdin");
+            sent.push(line);
+        }
+        drop(input);
+        let got = reader.join().expect("the reader does not panic");
+        let _ = child.wait();
+        assert_eq!(got.len(), sent.len());
+        for (g, s) in got.iter().zip(&sent) {
+            assert!(g == s, "line {} came back as {} bytes", &s[..2], g.len());
+        }
+    }
+
     fn lines(input: &[u8], max: usize) -> Vec<String> {
         let mut out = Vec::new();
         read_lines(input, max, |l| {
