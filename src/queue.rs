@@ -105,26 +105,15 @@ impl<T> BoundedReceiver<T> {
     /// The next message; an error once the queue is empty and the sender
     /// gone.
     pub fn recv(&self) -> Result<T, RecvError> {
-        let mut st = self.shared.lock();
-        loop {
-            if let Some(item) = st.items.pop_front() {
-                return Ok(item);
-            }
-            if !st.sender {
-                return Err(RecvError);
-            }
-            st.waiting = true;
-            st = self
-                .shared
-                .ready
-                .wait(st)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.wait(None).map_err(|_| RecvError)
     }
 
     /// [`BoundedReceiver::recv`], waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        let deadline = Instant::now() + timeout;
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut st = self.shared.lock();
         loop {
             if let Some(item) = st.items.pop_front() {
@@ -133,15 +122,24 @@ impl<T> BoundedReceiver<T> {
             if !st.sender {
                 return Err(RecvTimeoutError::Disconnected);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                st.waiting = false;
-                return Err(RecvTimeoutError::Timeout);
-            }
             st.waiting = true;
-            st = match self.shared.ready.wait_timeout(st, left) {
-                Ok((st, _)) => st,
-                Err(e) => e.into_inner().0,
+            st = match deadline {
+                None => self
+                    .shared
+                    .ready
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        st.waiting = false;
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    match self.shared.ready.wait_timeout(st, left) {
+                        Ok((st, _)) => st,
+                        Err(e) => e.into_inner().0,
+                    }
+                }
             };
         }
     }
