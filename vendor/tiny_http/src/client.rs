@@ -242,7 +242,13 @@ impl ClientConnection {
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
-        let request = crate::request::new_request(
+        // Patched for mcp-proxy: a small body read before the hand-over
+        // gets one more header timeout after the head's own deadline.
+        let body_deadline = budget
+            .deadline
+            .zip(budget.timeout)
+            .map(|(d, t)| d + t);
+        let request = crate::request::new_request_until(
             self.secure,
             method,
             path,
@@ -251,6 +257,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            body_deadline,
         )
         .map_err(|e| {
             use crate::request;
