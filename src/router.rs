@@ -784,7 +784,6 @@ impl Router {
     /// itself. Without an id nothing can be failed; the log says so.
     fn on_child_oversized(&mut self, big: child::Oversized) {
         let limit = self.cfg.max_message_bytes;
-        self.counters.dropped(Dropped::Oversized);
         let msg = format!(
             "mcp-proxy: the reply of server '{}' was {} bytes, over the limit of {limit} bytes (--max-message-size)",
             self.name, big.len
@@ -2277,6 +2276,9 @@ mod tests {
         }
         assert!(!r.sessions.contains_key("slow"));
         assert!(r.inflight.is_empty(), "its requests are forgotten");
+        let m = r.status().metrics;
+        assert_eq!(m.counters.dropped_count(Dropped::SlowConsumer), 1);
+        assert_eq!(m.sse_sessions, 1);
         assert!(r.deliver("fast", Route::Main, "x".into(), false));
         assert_eq!(fast.try_recv().unwrap().data, "x");
     }

@@ -93,6 +93,10 @@ impl Counters {
     pub fn dropped(&mut self, why: Dropped) {
         self.dropped[why as usize] += 1;
     }
+
+    pub fn dropped_count(&self, why: Dropped) -> u64 {
+        self.dropped[why as usize]
+    }
 }
 
 /// What a router reports beside its counters: gauges of this moment.
