@@ -38,6 +38,10 @@
 //! goes back with the session's own id, byte for byte; progress tokens and
 //! cancelled request ids are rewritten the same way; a request from the child
 //! goes to the one session that can be working with it, or is refused.
+//!
+//! The router also counts what happens to its server for `/metrics`
+//! (server/metrics.rs), in plain integers it alone writes; a copy goes out
+//! with each status answer.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};

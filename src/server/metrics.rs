@@ -296,7 +296,7 @@ pub fn render(servers: &[ServerStatus], started: SystemTime, version: &str) -> S
         &mut out,
         "mcp_proxy_http_responses_total",
         "counter",
-        "HTTP responses the proxy sent, by status code.",
+        "HTTP responses the proxy's endpoints sent, by status code (requests its HTTP parser refuses are not counted).",
         &codes,
     );
     out
