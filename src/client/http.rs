@@ -14,10 +14,10 @@ use crate::cli::{Args, VerifySsl};
 use crate::sse;
 use std::fmt;
 use std::io::Read;
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{ConnectionDetails, Connector, DefaultConnector, Transport};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectionDetails, Connector, DefaultConnector, Transport};
 
 /// How long a TCP (and TLS) connect may take before the remote counts as
 /// unreachable.
@@ -291,8 +291,14 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
-        let (res, used) =
-            self.attempt(agent, method, url, extra, body, self.digest_header(method, url))?;
+        let (res, used) = self.attempt(
+            agent,
+            method,
+            url,
+            extra,
+            body,
+            self.digest_header(method, url),
+        )?;
         if res.status().as_u16() != 401 {
             return Ok(res);
         }
@@ -318,7 +324,14 @@ impl Remote {
                 display_url(url)
             );
             return self
-                .attempt(agent, method, url, extra, body, self.digest_header(method, url))
+                .attempt(
+                    agent,
+                    method,
+                    url,
+                    extra,
+                    body,
+                    self.digest_header(method, url),
+                )
                 .map(|(res, _)| res);
         }
         Ok(res)

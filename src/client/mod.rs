@@ -610,6 +610,11 @@ impl Router {
         if self.exit.is_some() {
             return;
         }
+        let cancel =
+            m.kind() == Kind::Notification && m.method() == Some("notifications/cancelled");
+        if cancel && self.modern_cancel(&m) {
+            return;
+        }
         if modern::version_of(&m).is_some() {
             return self.modern_local(m);
         }
@@ -627,9 +632,6 @@ impl Router {
             }
             (Kind::Notification, Some("notifications/initialized")) => {
                 self.initialized = Some(m.clone());
-            }
-            (Kind::Notification, Some("notifications/cancelled")) if self.modern_cancel(&m) => {
-                return;
             }
             (Kind::Notification, Some("notifications/cancelled")) => {
                 // The client expects no reply any more, and the server owes
@@ -932,7 +934,10 @@ impl Router {
             self.modern_next();
         } else if let Some(i) = self.modern_wait.iter().position(|q| q.id() == Some(id)) {
             self.modern_wait.remove(i);
-        } else if self.init.is_none() && self.phase == Phase::Idle && !self.inflight.contains_key(id) {
+        } else if self.init.is_none()
+            && self.phase == Phase::Idle
+            && !self.inflight.contains_key(id)
+        {
             log::debug!("stdin: a cancel for request {id}, which is not in flight; dropped");
         } else {
             return false;

@@ -123,7 +123,11 @@ pub fn annotations(schema: &Value) -> Result<Vec<(Vec<String>, String)>, String>
         if let Some(token) = obj.get("x-mcp-header") {
             let path = match &path {
                 Some(p) if !p.is_empty() => p.clone(),
-                _ => return Err("an x-mcp-header not reached from the root through properties alone".into()),
+                _ => {
+                    return Err(
+                        "an x-mcp-header not reached from the root through properties alone".into(),
+                    )
+                }
             };
             let at = path.join(".");
             let token = token
@@ -135,7 +139,9 @@ pub fn annotations(schema: &Value) -> Result<Vec<(Vec<String>, String)>, String>
                 _ => return Err(format!("the x-mcp-header of {at} is on a property that is not of type string, integer or boolean")),
             }
             if out.iter().any(|(_, t)| t.eq_ignore_ascii_case(token)) {
-                return Err(format!("the x-mcp-header {token:?} of {at} is used twice (names are case-insensitive)"));
+                return Err(format!(
+                    "the x-mcp-header {token:?} of {at} is used twice (names are case-insensitive)"
+                ));
             }
             out.push((path.clone(), token.to_owned()));
         }
@@ -289,7 +295,10 @@ mod tests {
                 "z":{"type":"string","x-mcp-header":"Z"}}}},
             {"name":"bad","inputSchema":{"properties":{"f":{"type":"number","x-mcp-header":"F"}}}}]}}).to_string());
         let out = learn_tools(&mut tools, list, true);
-        assert!(out.contains(r#""name":"t""#) && !out.contains("bad"), "{out}");
+        assert!(
+            out.contains(r#""name":"t""#) && !out.contains("bad"),
+            "{out}"
+        );
         let call = Message::ours(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"s":" x","i":42,"b":false,"z":null},"_meta":{META_VERSION:"2026-07-28"}}}).to_string());
         let h = headers(&call, "2026-07-28", &tools);
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
