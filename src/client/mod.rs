@@ -11,7 +11,8 @@
 //! - `stdin` reads lines (bounded by `--max-message-size`) until EOF;
 //! - `stdout` writes lines until its channel closes or the pipe breaks;
 //! - `signals` turns SIGTERM/SIGINT/SIGHUP into an event;
-//! - per exchange: `post` threads (at most [`MAX_POSTS`] at once), the
+//! - per exchange: `post` threads (at most [`MAX_POSTS`] legacy and as
+//!   many 2026-07-28 exchanges at once), the
 //!   `get-stream`, and for HTTP+SSE `sse-stream` and `sse-post`
 //!   (streamable.rs, sse_link.rs).
 //!
@@ -59,8 +60,34 @@
 //! member in flight gets an error on its own line; so no reply can be
 //! routed to the wrong place.
 //!
-//! Not handled: the 2026-07-28 per-request headers (RL-10). Batches from
-//! the remote are split into single lines.
+//! 2026-07-28 ("modern", stateless; TRANSPORTS §5, RL-10): a stdin request
+//! whose `params._meta` names a protocol version later than 2025-11-25 is
+//! sent on its own, outside the session machinery above: a POST with no
+//! `Mcp-Session-Id` and no `Last-Event-ID`, carrying `MCP-Protocol-Version`,
+//! `Mcp-Method`, `Mcp-Name` and the `Mcp-Param-*` mirrored from the tool
+//! schemas learnt from relayed `tools/list` results (modern.rs), where tools
+//! with invalid `x-mcp-header` annotations are also dropped (SX-26). The era
+//! is per request: after a legacy `initialize`, modern requests still go
+//! stateless beside the session (a dual-era remote may serve both; a
+//! legacy-only one answers with an error, which is relayed). Each exchange
+//! has its own connection (`Remote::exchange_agent`), so that a
+//! `notifications/cancelled` from stdin closes exactly that one (LC-42,
+//! RL-06 B) and is not POSTed; nothing more is written for the id. Replies
+//! are JSON or SSE (SX-06); a stream that breaks fails the request with an
+//! error saying to re-issue it under a new id (SX-09), and is never resumed
+//! or resent by the proxy. A 4xx with a JSON-RPC error body is relayed as
+//! that error under the client's id; other failures get our own error.
+//! After a 400 HeaderMismatch (-32020) on a `tools/call`, `tools/list` is
+//! fetched again out of sight and the call is sent once more, under the
+//! same id: a 400 means the remote rejected it unprocessed (SX-27).
+//! `subscriptions/listen` is an exchange like any other whose stream stays
+//! open; a `notifications/cancelled` from the remote naming it ends it
+//! quietly (LC-42). Modern exchanges run side by side, at most
+//! [`MAX_POSTS`] at once (beside as many legacy POSTs), more wait in order;
+//! each runs on a `post` worker. No notification is POSTed in this era
+//! (SX-05), and batches do not exist in it.
+//!
+//! Batches from the remote are split into single lines.
 
 pub mod digest;
 mod http;
