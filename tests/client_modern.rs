@@ -429,3 +429,26 @@ fn mixed_eras_modern_requests_stay_stateless_beside_a_legacy_session() {
         Some("2025-11-25")
     );
 }
+
+/// JR-09: batches are 2025-03-26 only. A modern request inside a batch on a
+/// 2025-03-26 session gets its own error entry, and the batch's array is
+/// still written (it does not wait forever for that member).
+#[test]
+fn jr09_a_modern_request_in_a_batch_gets_an_error_entry() {
+    let (_remote, mut p) = start();
+    handshake(&mut p, "2025-03-26");
+    let batch = json!([
+        call_tool(json!("a"), "echo", json!({"text": "one"})),
+        modern(json!("b"), "tools/list", json!({})),
+    ]);
+    p.send_json(&batch);
+    let line = p.recv();
+    let arr = line
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {line}"));
+    assert_eq!(arr.len(), 2, "{line}");
+    let b = arr.iter().find(|r| r["id"] == "b").expect("an entry for b");
+    assert_eq!(b["error"]["code"], -32600, "{b}");
+    let a = arr.iter().find(|r| r["id"] == "a").expect("an entry for a");
+    assert_eq!(result_text(a), "one");
+}

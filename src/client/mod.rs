@@ -906,6 +906,16 @@ impl Router {
                 )
             }
         };
+        if self.batch_of.contains_key(&id) {
+            // Batches belong to 2025-03-26; the entry ends the batch's wait.
+            let line = jsonrpc::error_reply(
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: a 2026-07-28 request cannot be part of a batch; send it on its own line",
+                None,
+            );
+            return self.reply(&id, line);
+        }
         if self.modern.contains_key(&id)
             || self.id_in_flight(&id)
             || self.modern_wait.iter().any(|q| q.id() == Some(&id))
