@@ -452,3 +452,55 @@ fn jr09_a_modern_request_in_a_batch_gets_an_error_entry() {
     let a = arr.iter().find(|r| r["id"] == "a").expect("an entry for a");
     assert_eq!(result_text(a), "one");
 }
+
+/// LC-83, LC-42: the remote ends a listen stream. With a `complete` result
+/// the client reads that response; with `notifications/cancelled` naming
+/// the listen it reads the cancel and no error follows for the id.
+#[test]
+fn lc83_the_remote_ending_a_listen_is_relayed_and_nothing_follows() {
+    let (remote, mut p) = start();
+    for (id, how) in [("l1", "complete"), ("l2", "cancel")] {
+        p.send_json(&modern(
+            json!(id),
+            "subscriptions/listen",
+            json!({"notifications": {}}),
+        ));
+        assert_eq!(
+            p.recv()["method"],
+            "notifications/subscriptions/acknowledged"
+        );
+        remote.admin("end-listen", how);
+        let end = p.recv();
+        if how == "complete" {
+            assert_eq!(end["id"], id, "{end}");
+            assert_eq!(end["result"]["resultType"], "complete", "{end}");
+        } else {
+            assert_eq!(end["method"], "notifications/cancelled", "{end}");
+            assert_eq!(end["params"]["requestId"], id, "{end}");
+        }
+    }
+    p.send_json(&modern(json!("next"), "tools/list", json!({})));
+    let r = p.recv();
+    assert_eq!(r["id"], "next", "nothing more for the ended listens: {r}");
+}
+
+/// The other order of mixing eras: a modern request first (no transport
+/// is probed for it), then a legacy `initialize`, which still finds the
+/// transport and gets its session.
+#[test]
+fn mixed_eras_initialize_after_modern_requests_gets_a_session() {
+    let (remote, mut p) = start();
+    p.send_json(&modern(json!("m"), "tools/list", json!({})));
+    p.recv_response(&json!("m"));
+    let init = handshake(&mut p, "2025-06-18");
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(result_text(&echo(&mut p, json!(1), "legacy")), "legacy");
+    let last = remote
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/mcp")
+        .last()
+        .unwrap();
+    assert!(req_header(&last, "mcp-session-id").is_some(), "{last}");
+    assert_eq!(req_header(&last, "mcp-method"), None, "{last}");
+}

@@ -1090,7 +1090,7 @@ impl Router {
             // request again under the same id is not allowed: the client
             // decides whether to re-issue it with a new one.
             Outcome::Broken { cause, .. } => format!(
-                "{cause} before answering; the request is lost (2026-07-28 streams cannot be resumed): re-issue it with a new id"
+                "dropped the reply stream before answering ({cause}); the request is lost (2026-07-28 streams cannot be resumed): re-issue it with a new id"
             ),
             Outcome::Done => "ended its reply without answering the request".into(),
             Outcome::Unreachable(cause) | Outcome::Bad(cause) => cause,

@@ -558,8 +558,8 @@ impl Server {
                 }
             }
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
-            "header-rename" | "break-modern" | "list-changed" | "modern-closed" => {
-                if let Some(reply) = crate::modern::admin(&self.modern, knob) {
+            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed" => {
+                if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
                     return respond(w, 200, "application/json", reply, &[]);
                 }
             }

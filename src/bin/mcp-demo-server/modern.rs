@@ -16,7 +16,9 @@
 //! Admin knobs: `header-rename` (mirror's region header becomes `Zone`, so
 //! a client's cached schema is stale), `break-modern` (the next modern SSE
 //! stream breaks after its first event), `list-changed` (every open listen
-//! stream gets `notifications/tools/list_changed`), `modern-closed` (a JSON
+//! stream gets `notifications/tools/list_changed`), `end-listen` (every
+//! listen stream ends: with a `complete` result, or with body `cancel`,
+//! with `notifications/cancelled` naming it, LC-42/LC-83), `modern-closed` (a JSON
 //! list of the ids whose client closed the connection before the response:
 //! the cancels of SX-10, after which the request is cancelled in the core).
 //!
@@ -61,7 +63,7 @@ pub fn is_modern(req: &Req) -> Option<Message> {
 }
 
 /// An admin knob; `Some` is a JSON body to answer with.
-pub fn admin(st: &State, knob: &str) -> Option<String> {
+pub fn admin(st: &State, knob: &str, body: &str) -> Option<String> {
     match knob {
         "header-rename" => st.renamed.store(true, Ordering::SeqCst),
         "break-modern" => st.break_next.store(true, Ordering::SeqCst),
@@ -70,6 +72,21 @@ pub fn admin(st: &State, knob: &str) -> Option<String> {
                 let n = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
                     "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id_value(id)}}});
                 let _ = tx.send(n.to_string());
+            }
+        }
+        "end-listen" => {
+            for (id, tx) in st.listeners.lock().unwrap().drain(..) {
+                let sub = json!({"io.modelcontextprotocol/subscriptionId": id_value(&id)});
+                let end = if body.trim() == "cancel" {
+                    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id_value(&id)}})
+                } else {
+                    json!({"jsonrpc": "2.0", "id": id_value(&id),
+                        "result": {"resultType": "complete", "_meta": sub}})
+                };
+                let _ = tx.send(end.to_string());
+                // Closes the stream after a cancel (no response follows).
+                let _ = tx.send(String::new());
             }
         }
         _ => return Some(json!(*st.closed.lock().unwrap()).to_string()),
@@ -232,6 +249,10 @@ pub fn post(st: &State, cfg: &core::Config, req: &Req, w: &mut Conn, msg: Messag
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        if line.is_empty() {
+            let _ = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
+            return;
+        }
         let m = Message::parse(&line).ok();
         let is_final = m
             .as_ref()
