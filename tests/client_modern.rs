@@ -498,8 +498,7 @@ fn mixed_eras_initialize_after_modern_requests_gets_a_session() {
     let last = remote
         .requests()
         .into_iter()
-        .filter(|r| r["method"] == "POST" && r["path"] == "/mcp")
-        .last()
+        .rfind(|r| r["method"] == "POST" && r["path"] == "/mcp")
         .unwrap();
     assert!(req_header(&last, "mcp-session-id").is_some(), "{last}");
     assert_eq!(req_header(&last, "mcp-method"), None, "{last}");
