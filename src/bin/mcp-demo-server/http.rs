@@ -11,6 +11,8 @@
 //! `requests` (a JSON log of the method, path and headers of every MCP
 //! request, so tests can see what the proxy sent), and `received` (the
 //! JSON-RPC methods of the Streamable HTTP POSTs in the order handled).
+//! A 2026-07-28 POST (stateless, no session) goes to modern.rs, which has
+//! knobs of its own.
 //!
 //! Threads: the accept loop gives each connection its own thread, which
 //! reads requests one after another (keep-alive) and answers each in turn;
