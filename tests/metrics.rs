@@ -198,6 +198,19 @@ fn counters_after_calls_an_error_and_a_restart() {
     assert_eq!(sessions(&m, "sse"), 1.0);
     assert_eq!(sessions(&m, "streamable"), 0.0);
     assert_eq!(per_server(&m, "mcp_proxy_open_streams"), 1.0);
+    // A Streamable HTTP session with its GET stream open.
+    let kind = Kind::Streamable {
+        version: "2025-06-18",
+        json_only: false,
+        get: true,
+    };
+    let st = Session::open(&p.url, kind, "streamable", json!({}));
+    let m2 = scrape(&p.url);
+    assert_eq!(sessions(&m2, "streamable"), 1.0);
+    assert_eq!(per_server(&m2, "mcp_proxy_open_streams"), 2.0);
+    assert_eq!(st.delete(), 200);
+    let m2 = scrape(&p.url);
+    assert_eq!(sessions(&m2, "streamable"), 0.0);
     let dropped = |m: &[Sample], why: &str| {
         value(
             m,
@@ -237,7 +250,9 @@ fn counters_after_calls_an_error_and_a_restart() {
     assert_eq!(responses(&m, "proxy", "child_died"), 1.0);
     assert_eq!(responses(&m, "child", "ok"), 5.0);
     assert_eq!(code(&m, "404"), 1.0);
-    assert_eq!(code(&m, "202"), 8.0);
+    // The Streamable session's initialize (200), notifications/initialized
+    // (202) and DELETE (200) are in there too.
+    assert_eq!(code(&m, "202"), 9.0);
 }
 
 #[test]

@@ -145,6 +145,9 @@ pub fn run(args: &Args, activation: systemd::Activation) -> ExitCode {
     let mut args = args.clone();
     let listener = match activation.listener {
         Some(Ok(l)) => {
+            log::info!(
+                "serving on the socket systemd passed (fd 3); --host and --port are not used"
+            );
             if let Ok(a) = l.local_addr() {
                 args.host = a.ip().to_string();
                 args.port = a.port();
