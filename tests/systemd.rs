@@ -199,9 +199,13 @@ fn serves_on_the_socket_systemd_passed_and_children_see_none_of_it() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let n = Notify::path();
-    // The child prints its environment to stderr (which the proxy logs
-    // with its name in front) before it becomes the demo server.
-    let child = format!("env >&2; echo ENV-END >&2; exec {}", demo_bin());
+    // The child prints its environment and its open fds to stderr (which
+    // the proxy logs with its name in front) before it becomes the demo
+    // server.
+    let child = format!(
+        "env >&2; ls -l /proc/$$/fd >&2; echo ENV-END >&2; exec {}",
+        demo_bin()
+    );
     // The same port again: binding it would fail, so the proxy must serve
     // on the socket it was given.
     let mut p = activated(
@@ -230,6 +234,13 @@ fn serves_on_the_socket_systemd_passed_and_children_see_none_of_it() {
     p.wait_stderr("[default] ENV-END", WAIT);
     let err = p.stderr();
     assert!(err.contains("[default] MARKER_SD=yes"), "{err}");
+    // Nor the listening socket (close-on-exec).
+    assert!(err.contains("[default] total"), "{err}");
+    assert!(
+        !err.lines()
+            .any(|l| l.starts_with("[default]") && l.contains("socket:")),
+        "the child inherited a socket:\n{err}"
+    );
     for var in ["NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS"] {
         assert!(
             !err.contains(&format!("[default] {var}=")),
