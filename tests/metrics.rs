@@ -394,3 +394,23 @@ fn named_servers_each_get_their_label() {
     assert_eq!(fwd("alpha"), 1.0);
     assert_eq!(fwd("default"), 0.0);
 }
+
+#[test]
+fn responses_the_http_parser_makes_are_counted_too() {
+    use std::io::{Read, Write};
+    let p = Proxy::start(&[]);
+    let host = p.url.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"NOT AN HTTP REQUEST LINE AT ALL\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    let m = scrape(&p.url);
+    assert_eq!(
+        value(&m, "mcp_proxy_http_responses_total", &[("code", "400")]),
+        1.0
+    );
+}

@@ -5,7 +5,10 @@
 //! ([`crate::router::ServerStatus::metrics`]); nothing is shared between
 //! threads but the HTTP status-code tally here, which every connection
 //! thread bumps as it answers ([`count_status`]). [`render`] turns one
-//! round of router answers into the text. No threads.
+//! round of router answers into the text. The responses our tiny_http copy
+//! makes itself (a malformed or slow head, too many connections) reach the
+//! same tally through its refusal hook (vendor/tiny_http/PATCHED.md). No
+//! threads.
 
 use crate::router::ServerStatus;
 use std::fmt::Write;
@@ -296,7 +299,7 @@ pub fn render(servers: &[ServerStatus], started: SystemTime, version: &str) -> S
         &mut out,
         "mcp_proxy_http_responses_total",
         "counter",
-        "HTTP responses the proxy's endpoints sent, by status code (requests its HTTP parser refuses are not counted).",
+        "HTTP responses the proxy sent, by status code.",
         &codes,
     );
     out

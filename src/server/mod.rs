@@ -307,6 +307,7 @@ fn configure(args: &Args, l: std::net::TcpListener) -> Result<std::net::TcpListe
     // it reads the head before we see the request.
     tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
     tiny_http::set_max_connections(args.max_connections);
+    tiny_http::set_refusal_hook(metrics::count_status);
     if let Some(t) = args.write_timeout {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval {
