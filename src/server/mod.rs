@@ -4,11 +4,17 @@
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
 //! module owns the HTTP side: each connection has its own thread (at most
 //! `--max-connections` at once; our tiny_http copy, PATCHED.md change 5)
-//! that runs its requests one after the other: it checks Origin and Host, answers CORS, checks the `--auth-token` (every path but
-//! [`AUTH_EXEMPT_PATHS`], and `/status` and `/metrics` with `--status-no-auth`), and
-//! dispatches to the HTTP+SSE endpoints (legacy.rs),
-//! the Streamable HTTP endpoint (streamable.rs), `/status`, `/metrics`
-//! (metrics.rs), `/healthz` or `/readyz`. A connection's thread ends when the client closes it.
+//! that runs its requests one after the other: it checks Origin and Host,
+//! answers CORS, checks the `--auth-token` (every path but
+//! [`AUTH_EXEMPT_PATHS`], and `/status` and `/metrics` with
+//! `--status-no-auth`), and dispatches to the HTTP+SSE endpoints
+//! (legacy.rs), the Streamable HTTP endpoint (streamable.rs), `/status`,
+//! `/metrics` (metrics.rs), `/healthz` or `/readyz`. A connection's thread
+//! ends when the client closes it.
+//!
+//! Under systemd (systemd.rs) it may serve on an inherited socket, tells
+//! systemd when it listens and when it stops, and feeds the watchdog from
+//! a `watchdog` thread while every router answers.
 //!
 //! The proxy listens at once; every server starts in parallel on its own
 //! router thread, and one that cannot start never holds up the others.
