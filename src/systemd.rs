@@ -76,8 +76,15 @@ pub fn take_env() -> Activation {
         }
     }
     let (usec, wpid) = (take("WATCHDOG_USEC"), take("WATCHDOG_PID"));
+    let mine = wpid.is_none() || wpid.as_deref() == Some(me.as_str());
+    if usec.is_some() && !mine {
+        log::info!(
+            "WATCHDOG_PID is {}, not this process: the systemd watchdog is not ours to feed",
+            wpid.as_deref().unwrap_or("")
+        );
+    }
     let watchdog = usec
-        .filter(|_| wpid.is_none() || wpid.as_deref() == Some(me.as_str()))
+        .filter(|_| mine)
         .and_then(|u| u.parse::<u64>().ok())
         .filter(|&u| u > 0)
         .map(Duration::from_micros);
@@ -182,6 +189,10 @@ pub fn status(what: &str) {
 /// the unit's `WatchdogSignal=`/`Restart=` say.
 pub fn spawn_watchdog<F: Fn(Duration) -> bool + Send + 'static>(interval: Duration, alive: F) {
     let every = (interval / 2).max(Duration::from_millis(10));
+    log::info!(
+        "feeding the systemd watchdog every {} ms",
+        every.as_millis()
+    );
     let started = std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || loop {

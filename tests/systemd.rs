@@ -138,6 +138,36 @@ fn an_abstract_socket_gets_ready_and_the_watchdog() {
 }
 
 #[test]
+fn a_watchdog_meant_for_another_process_is_left_alone() {
+    for (pid, want) in [
+        (None, "feeding the systemd watchdog every 30000 ms"),
+        (Some("1"), "WATCHDOG_PID is 1, not this process"),
+    ] {
+        let n = Notify::path();
+        let mut env = vec![
+            ("NOTIFY_SOCKET", n.name.as_str()),
+            ("WATCHDOG_USEC", "60000000"),
+        ];
+        if let Some(p) = pid {
+            env.push(("WATCHDOG_PID", p));
+        }
+        let mut p = Proc::spawn_with(proxy_bin(), &["--port", "0", "--", demo_bin()], &env);
+        n.recv_until("READY=1");
+        // One of the two lines is logged before READY=1, never both.
+        p.wait_stderr(want, WAIT);
+        p.signal(libc::SIGTERM);
+        n.recv_until("STOPPING=1");
+        p.wait_exit(WAIT);
+        let other = if pid.is_none() {
+            "not ours to feed"
+        } else {
+            "feeding the systemd watchdog"
+        };
+        assert!(!p.stderr().contains(other), "{}", p.stderr());
+    }
+}
+
+#[test]
 fn the_status_says_when_a_child_fails_and_recovers() {
     let n = Notify::path();
     let proc = Proc::spawn_with(
@@ -256,7 +286,9 @@ fn fd_3_that_is_not_a_listening_tcp_socket_is_a_clear_error() {
     let null = std::fs::File::open("/dev/null").unwrap();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     // SAFETY: a new socket we own and close below.
-    let unlistened = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    // Close-on-exec, or the tests running beside this one would pass it on.
+    let unlistened =
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     assert!(unlistened >= 0);
     let cases = [
         (null.as_raw_fd(), "fd 3 is not a socket"),

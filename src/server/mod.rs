@@ -226,13 +226,15 @@ pub fn run(args: &Args, activation: systemd::Activation) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    systemd::ready(&base);
+    // The watchdog thread first: once systemd hears READY=1 it expects
+    // the watchdog to be fed.
     if let Some(interval) = activation.watchdog {
         if systemd::enabled() {
             let ctx = ctx.clone();
             systemd::spawn_watchdog(interval, move |within| routers_answer(&ctx, within));
         }
     }
+    systemd::ready(&base);
     {
         // Signals that came before this point are still pending (blocked),
         // so none is lost.
