@@ -1017,6 +1017,9 @@ impl Router {
             .collect();
         uris.sort();
         uris.dedup();
+        // What the new child is subscribed to, as the waiting requests
+        // below are forwarded in order.
+        let mut child_subs: HashSet<String> = uris.iter().cloned().collect();
         for uri in uris {
             let up = self.fresh_id();
             self.internal.insert(up);
@@ -1042,10 +1045,24 @@ impl Router {
         }
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
-            if m.method() == Some("initialize") {
-                self.session_request(&sid, m, route);
-            } else {
-                self.forward_request(&sid, m, route);
+            let uri = m
+                .params()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match (m.method(), uri) {
+                (Some("initialize"), _) => self.session_request(&sid, m, route),
+                (Some("resources/subscribe"), Some(uri)) => {
+                    child_subs.insert(uri);
+                    self.forward_request(&sid, m, route);
+                }
+                (Some("resources/unsubscribe"), Some(uri)) if !child_subs.remove(&uri) => {
+                    // This child was never subscribed to it (the session's
+                    // subscription ended with the old child): done already.
+                    let id = m.id().expect("a request has an id").to_owned();
+                    self.deliver_response(&sid, route, jsonrpc::result_reply(&id, "{}"));
+                }
+                _ => self.forward_request(&sid, m, route),
             }
         }
     }

@@ -319,3 +319,41 @@ fn an_oversized_reply_fails_its_member_inside_the_array() {
         assert!(msg.contains("--max-message-size"), "{mode}: {msg}");
     }
 }
+
+/// A batch member cancelled while the session is still being set up is
+/// never sent: the batch is answered without it, and the remote sees
+/// neither the request nor its cancel (it would have got both, and the
+/// array an entry nobody waits for).
+#[test]
+fn a_batch_member_cancelled_before_the_session_is_up_is_never_sent() {
+    let remote = FakeRemote::start(&["--transport", "streamable"]);
+    // The handshake takes long enough for the lines below to be queued.
+    remote.admin("init-delay", "700");
+    let mut p = proxy(&[&remote.mcp()]);
+    p.send_json(&initialize(json!(0), "2025-03-26"));
+    p.send_json(&json!([
+        call_tool(json!("a"), "echo", json!({"text": "a"})),
+        call_tool(json!("b"), "echo", json!({"text": "b"})),
+    ]));
+    p.send_json(&notification(
+        "notifications/cancelled",
+        json!({"requestId": "a", "reason": "test"}),
+    ));
+    let init = p.recv_response(&json!(0));
+    assert!(init.get("result").is_some(), "initialize failed: {init}");
+    p.send_json(&notification("notifications/initialized", json!({})));
+    let got = recv_batch(&mut p);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["\"b\""], "{got:?}");
+    assert_eq!(result_text(&got["\"b\""]), "b");
+    let r = http("GET", &format!("{}/admin/received", remote.base), &[], None);
+    let received: Vec<String> = serde_json::from_str(&r.body).expect("a JSON list");
+    assert_eq!(
+        received.iter().filter(|m| *m == "tools/call").count(),
+        1,
+        "only b was sent: {received:?}"
+    );
+    assert!(
+        !received.iter().any(|m| m == "notifications/cancelled"),
+        "the cancel of a request never sent was sent: {received:?}"
+    );
+}

@@ -876,6 +876,86 @@ fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
     a.recv_until("the update", |v| is_update(v, "demo://y"));
 }
 
+/// An unsubscribe that waits for a restart is answered without troubling
+/// the new child, which was never subscribed (the subscription ended with
+/// the old child and is not sent again); a subscribe and unsubscribe that
+/// both wait reach it, in order.
+#[test]
+fn an_unsubscribe_that_waits_for_a_restart_does_not_reach_the_new_child() {
+    // A 3 s backoff leaves time to (un)subscribe while the server restarts.
+    let p = Proxy::start_raw(&[
+        "--port",
+        "0",
+        "--restart-backoff",
+        "3",
+        "--",
+        demo_bin(),
+        "--strict",
+    ]);
+    p.wait_ready();
+    let mut a = legacy_at(&p.url, "a");
+    let mut b = streamable_at(&p.url, "b");
+    a.post(&req(
+        json!(1),
+        "resources/subscribe",
+        json!({"uri": "demo://z"}),
+    ));
+    assert_eq!(a.recv_response(&json!(1))["result"], json!({}));
+    b.post(&tool(json!("crash"), "crash", json!({})));
+    b.recv_response(&json!("crash"));
+    p.wait_status("restarting", |s| {
+        s["servers"]["default"]["state"] == "restarting"
+    });
+    a.post(&req(
+        json!(2),
+        "resources/unsubscribe",
+        json!({"uri": "demo://z"}),
+    ));
+    a.post(&req(
+        json!(3),
+        "resources/subscribe",
+        json!({"uri": "demo://w"}),
+    ));
+    a.post(&req(
+        json!(4),
+        "resources/unsubscribe",
+        json!({"uri": "demo://w"}),
+    ));
+    p.wait_status("running again", |s| {
+        s["servers"]["default"]["state"] == "running"
+    });
+    // The child answers the pair on threads of its own: in either order.
+    let mut answered = std::collections::BTreeMap::new();
+    while answered.len() < 3 {
+        let v = a.recv();
+        if v.get("method").is_none() {
+            answered.insert(v["id"].to_string(), v["result"].clone());
+        }
+    }
+    for id in ["2", "3", "4"] {
+        assert_eq!(answered[id], json!({}), "{id}: {answered:?}");
+    }
+    // The demo records requests as it reads them (it then runs each on a
+    // thread of its own, so its final subscriptions could be either).
+    let v = whoami_until(&mut b, "demo://w's unsubscribe", |v| {
+        v["methodsSeen"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m == "resources/unsubscribe"))
+    });
+    let seen: Vec<&str> = v["methodsSeen"]
+        .as_array()
+        .expect("methodsSeen is a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|m| m.starts_with("resources/"))
+        .collect();
+    assert_eq!(
+        seen,
+        ["resources/subscribe", "resources/unsubscribe"],
+        "only demo://w's pair reached the new child: {v}"
+    );
+}
+
 #[test]
 fn a_subscribe_refused_by_a_failed_server_is_not_sent_when_it_recovers() {
     let go = temp_file("refused-go");

@@ -609,6 +609,17 @@ impl Router {
         self.batch_done(n);
     }
 
+    /// A cancelled member of a batch gets no entry in its array (no reply
+    /// is owed for it), and the batch no longer waits for it.
+    fn unbatch(&mut self, id: &str) {
+        if let Some(n) = self.batch_of.remove(id) {
+            if let Some(b) = self.batches.get_mut(&n) {
+                b.waiting.remove(id);
+            }
+            self.batch_done(n);
+        }
+    }
+
     /// Writes batch `n` as one array once every request in it is answered
     /// (nothing when it held no request and no invalid member).
     fn batch_done(&mut self, n: u64) {
@@ -670,14 +681,18 @@ impl Router {
                             self.posts = self.posts.saturating_sub(1);
                             self.detached.insert(id.to_owned());
                         }
-                        // A cancelled member of a batch gets no entry in
-                        // its array (no reply is owed for it).
-                        if let Some(n) = self.batch_of.remove(id) {
-                            if let Some(b) = self.batches.get_mut(&n) {
-                                b.waiting.remove(id);
-                            }
-                            self.batch_done(n);
-                        }
+                        self.unbatch(id);
+                    } else if let Some(i) = self
+                        .queue
+                        .iter()
+                        .position(|q| q.kind() == Kind::Request && q.id() == Some(id))
+                    {
+                        // Still waiting for the session: it is never sent,
+                        // so the remote hears of neither it nor its cancel.
+                        let id = id.to_owned();
+                        self.queue.remove(i);
+                        log::debug!("request {id} cancelled before it was sent; dropped");
+                        return self.unbatch(&id);
                     }
                 }
             }

@@ -9,7 +9,9 @@
 //! MCP request is answered with; 0 turns it off), `garbage` (a non-JSON event
 //! on every stream), `garbage-reply` (the next request's reply is not JSON),
 //! `requests` (a JSON log of the method, path and headers of every MCP
-//! request, so tests can see what the proxy sent), and `received` (the
+//! request, so tests can see what the proxy sent), `init-delay` (body:
+//! milliseconds every `initialize` waits before it is answered, so a test
+//! can act while a session is still being set up), and `received` (the
 //! JSON-RPC methods of the Streamable HTTP POSTs in the order handled).
 //! A 2026-07-28 POST (stateless, no session) goes to modern.rs, which has
 //! knobs of its own.
@@ -219,6 +221,8 @@ struct Server {
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
     fail: AtomicU16,
     garbage_reply: AtomicBool,
+    /// `/admin/init-delay`: milliseconds each `initialize` waits.
+    init_delay_ms: std::sync::atomic::AtomicU64,
     tokens: std::sync::atomic::AtomicU64,
     /// `/admin/bearer`: which `Authorization: Bearer` MCP requests need.
     bearer: Mutex<Bearer>,
@@ -323,6 +327,7 @@ pub fn run(cfg: core::Config, opts: Opts) {
         sessions: Mutex::new(HashMap::new()),
         fail: AtomicU16::new(0),
         garbage_reply: AtomicBool::new(false),
+        init_delay_ms: std::sync::atomic::AtomicU64::new(0),
         tokens: std::sync::atomic::AtomicU64::new(0),
         bearer: Mutex::new(Bearer::Off),
         accepted_token: Mutex::new(None),
@@ -560,6 +565,9 @@ impl Server {
                 }
             }
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
+            "init-delay" => self
+                .init_delay_ms
+                .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
             "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed" => {
                 if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
                     return respond(w, 200, "application/json", reply, &[]);
@@ -726,6 +734,10 @@ impl Server {
             .push(msg.method().unwrap_or("(response)").to_owned());
         let sid_header = header(req, "mcp-session-id").map(str::to_owned);
         let (session, sid) = if msg.method() == Some("initialize") {
+            let ms = self.init_delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                thread::sleep(Duration::from_millis(ms));
+            }
             let sid = mcp_proxy::util::random_hex(16);
             let s = HttpSession::new(&self.cfg, false);
             self.sessions.lock().unwrap().insert(sid.clone(), s.clone());
