@@ -77,8 +77,8 @@ Server mode options:
       --auth-token TOKEN      require 'Authorization: Bearer TOKEN' on every MCP
                               endpoint (401 otherwise); also MCP_PROXY_AUTH_TOKEN
       --auth-token-file FILE  read the token from the first line of FILE
-      --status-no-auth        serve /status without the token (it always needs
-                              it when a token is set, unless this is given)
+      --status-no-auth        serve /status and /metrics without the token (they
+                              need it when a token is set, unless this is given)
 
 Server lifecycle (server mode):
       --init-timeout SECONDS  a server must answer initialize within this long,

@@ -22,4 +22,5 @@ pub mod server;
 pub mod signals;
 pub mod sse;
 pub mod supervisor;
+pub mod systemd;
 pub mod util;

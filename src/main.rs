@@ -10,7 +10,7 @@
 //! returns. Usage and configuration errors exit 2, runtime failures 1, a
 //! stop by signal N 128 + N (server mode; see `cli::HELP`).
 
-use mcp_proxy::{child, cli, client, logging, server, signals, supervisor};
+use mcp_proxy::{child, cli, client, logging, server, signals, supervisor, systemd};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -48,8 +48,11 @@ fn main() -> ExitCode {
     if args.client_url().is_some() {
         client::run(&args)
     } else {
+        // Still single-threaded: systemd's variables are unset here so that
+        // no child inherits them.
+        let activation = systemd::take_env();
         child::enable_supervisor("/proc/self/exe".into());
-        server::run(&args)
+        server::run(&args, activation)
     }
 }
 

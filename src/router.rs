@@ -38,11 +38,16 @@
 //! goes back with the session's own id, byte for byte; progress tokens and
 //! cancelled request ids are rewritten the same way; a request from the child
 //! goes to the one session that can be working with it, or is refused.
+//!
+//! The router also counts what happens to its server for `/metrics`
+//! (server/metrics.rs), in plain integers it alone writes; a copy goes out
+//! with each status answer.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::queue::{self, BoundedReceiver, BoundedSender};
-use crate::util;
+use crate::server::metrics::{self, Dropped, ProxyError};
+use crate::{systemd, util};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -181,6 +186,8 @@ pub struct ServerStatus {
     pub last_exit: Option<String>,
     /// Why the server last stopped or failed to start, in words.
     pub last_error: Option<String>,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: metrics::Snapshot,
 }
 
 impl ServerStatus {
@@ -196,6 +203,7 @@ impl ServerStatus {
             restarts: 0,
             last_exit: None,
             last_error: None,
+            metrics: metrics::Snapshot::default(),
         }
     }
 }
@@ -507,6 +515,7 @@ struct Router {
     pending: Vec<(String, Message, Route)>,
     next_id: u64,
     child_log_level: Option<usize>,
+    counters: metrics::Counters,
 }
 
 const INIT_ID: u64 = 0;
@@ -538,6 +547,7 @@ impl Router {
             pending: Vec::new(),
             next_id: INIT_ID + 1,
             child_log_level: None,
+            counters: metrics::Counters::default(),
         }
     }
 
@@ -577,7 +587,11 @@ impl Router {
                     "server '{}' is slow to start; if it needs longer (npx and uvx download first), raise --init-timeout or its \"timeout\" in the config file",
                     self.name
                 );
-                self.child_gone(format!("did not answer initialize within {secs} s"), None);
+                self.child_gone(
+                    format!("did not answer initialize within {secs} s"),
+                    None,
+                    ProxyError::Timeout,
+                );
             }
             if self.restart_at.is_some_and(|at| now >= at) {
                 self.restarts += 1;
@@ -658,7 +672,7 @@ impl Router {
     fn start_child(&mut self) {
         self.restart_at = None;
         if let Err(e) = self.spawn_child() {
-            self.child_gone(e, None);
+            self.child_gone(e, None, ProxyError::ChildDied);
         }
     }
 
@@ -689,6 +703,7 @@ impl Router {
             ));
         }
         log::info!("server '{name}' started, pid {}", proc_.pid);
+        self.counters.child_starts += 1;
         self.child = Some(proc_);
         self.stdin = stdin;
         self.awaiting_init = true;
@@ -721,7 +736,7 @@ impl Router {
         self.state = State::Stopping;
         self.restart_at = None;
         self.init_deadline = None;
-        self.fail_requests("mcp-proxy is shutting down");
+        self.fail_requests("mcp-proxy is shutting down", ProxyError::Shutdown);
         self.sessions.clear();
         // The pump writes what is queued, then the pipe closes.
         self.stdin = None;
@@ -738,21 +753,30 @@ impl Router {
         match line {
             Line::Text(t) => match Message::parse(&t) {
                 Ok(m) => self.on_child_message(m),
-                Err(e) => log::warn!(
-                    "server '{}' printed a line on stdout that is not JSON-RPC, skipped ({e}): {}",
-                    self.name,
-                    truncate(&t, 200)
-                ),
+                Err(e) => {
+                    self.counters.dropped(Dropped::Invalid);
+                    log::warn!(
+                        "server '{}' printed a line on stdout that is not JSON-RPC, skipped ({e}): {}",
+                        self.name,
+                        truncate(&t, 200)
+                    )
+                }
             },
-            Line::TooLong(n) => log::warn!(
-                "server '{}' sent a message over {} bytes ({n} so far), skipped; raise --max-message-size",
-                self.name,
-                self.cfg.max_message_bytes
-            ),
-            Line::NotUtf8 => log::warn!(
-                "server '{}' sent a line that is not UTF-8, skipped",
-                self.name
-            ),
+            Line::TooLong(n) => {
+                self.counters.dropped(Dropped::Oversized);
+                log::warn!(
+                    "server '{}' sent a message over {} bytes ({n} so far), skipped; raise --max-message-size",
+                    self.name,
+                    self.cfg.max_message_bytes
+                )
+            }
+            Line::NotUtf8 => {
+                self.counters.dropped(Dropped::Invalid);
+                log::warn!(
+                    "server '{}' sent a line that is not UTF-8, skipped",
+                    self.name
+                )
+            }
             Line::Eof => self.on_child_exit(),
         }
     }
@@ -786,6 +810,7 @@ impl Router {
             Some(h) => match h.id.parse::<u64>() {
                 Ok(up) if self.inflight.contains_key(&up) => {
                     log::warn!("{msg}; its request fails");
+                    self.counters.proxy_error(ProxyError::Oversized);
                     self.answer_error(up, jsonrpc::INTERNAL_ERROR, &msg);
                 }
                 _ => log::warn!("{msg}; it answers no request in flight, so nothing fails"),
@@ -824,14 +849,16 @@ impl Router {
         } else {
             note
         };
-        self.child_gone(note, Some(exit));
+        self.child_gone(note, Some(exit), ProxyError::ChildDied);
     }
 
     /// The current child is gone or given up on (`why`, for logs, errors
     /// and /status): anything left of it is killed, every request in flight
-    /// or waiting gets an error at once, and a restart is scheduled.
-    fn child_gone(&mut self, why: String, exit: Option<String>) {
+    /// or waiting gets an error at once (counted as `cause`), and a restart
+    /// is scheduled.
+    fn child_gone(&mut self, why: String, exit: Option<String>, cause: ProxyError) {
         log::error!("server '{}' {why}", self.name);
+        systemd::status(&format!("server '{}' {why}", self.name));
         self.last_error = Some(why.clone());
         if exit.is_some() {
             self.last_exit = exit;
@@ -845,16 +872,17 @@ impl Router {
             // Dropping it kills what is left of its group and reaps it.
             drop(c);
         }
-        self.fail_requests(&format!("server '{}' {why}", self.name));
+        self.fail_requests(&format!("server '{}' {why}", self.name), cause);
         if self.state != State::Stopping {
             self.schedule_restart();
         }
     }
 
     /// Answers every request in flight and every waiting one with `msg`.
-    fn fail_requests(&mut self, msg: &str) {
+    fn fail_requests(&mut self, msg: &str, cause: ProxyError) {
         let ids: Vec<u64> = self.inflight.keys().copied().collect();
         for up in ids {
+            self.counters.proxy_error(cause);
             self.answer_error(up, jsonrpc::INTERNAL_ERROR, msg);
         }
         self.progress.clear();
@@ -863,6 +891,7 @@ impl Router {
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
             if let Some(id) = m.id() {
+                self.counters.proxy_error(cause);
                 let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, msg, None);
                 self.deliver_response(&sid, route, line);
             }
@@ -943,6 +972,11 @@ impl Router {
             return;
         };
         self.progress.remove(&up.to_string());
+        if m.is_error() {
+            self.counters.child_error += 1;
+        } else {
+            self.counters.child_ok += 1;
+        }
         let line = m.with_id_raw(&inf.orig_id);
         self.deliver_response(&inf.session, inf.route, line);
     }
@@ -950,13 +984,16 @@ impl Router {
     fn on_init_result(&mut self, m: Message) {
         if m.is_error() {
             let why = format!("refused initialize ({})", m.value()["error"]);
-            return self.child_gone(why, None);
+            return self.child_gone(why, None, ProxyError::ChildDied);
         }
         self.awaiting_init = false;
         self.init_deadline = None;
         let restarted = self.init_result.is_some();
         self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
+        if self.last_error.is_some() {
+            systemd::status(&format!("server '{}' is running again", self.name));
+        }
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
         // Re-establish what sessions asked for (after a restart).
@@ -1455,6 +1492,7 @@ impl Router {
                 // child has answered, the session waits for it.
                 if self.init_result.is_none() {
                     if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+                        self.counters.proxy_error(ProxyError::Refused);
                         let line =
                             jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
                         return self.deliver_response(sid, route, line);
@@ -1529,12 +1567,14 @@ impl Router {
     fn forward_request(&mut self, sid: &str, m: Message, route: Route) {
         let id = m.id().expect("a request has an id").to_owned();
         if let Some(msg) = self.hold_or_refuse(sid, &m, route) {
+            self.counters.proxy_error(ProxyError::Refused);
             let line = jsonrpc::error_reply(Some(&id), jsonrpc::INTERNAL_ERROR, &msg, None);
             return self.deliver_response(sid, route, line);
         }
         if self.state != State::Running {
             return;
         }
+        self.counters.requests_forwarded += 1;
         let up = self.fresh_id();
         let mut out = m.with_id_raw(&up.to_string());
         let mut progress = None;
@@ -1808,6 +1848,7 @@ impl Router {
             Delivery::Sent => true,
             Delivery::NoConnection => false,
             Delivery::Full => {
+                self.counters.dropped(Dropped::SlowConsumer);
                 log::warn!(
                     "server '{}': a client reads too slowly ({} messages queued, --stream-queue); dropping its session",
                     self.name,
@@ -2006,6 +2047,18 @@ impl Router {
     }
 
     fn status(&self) -> ServerStatus {
+        let count = |t: Transport| self.sessions.values().filter(|s| s.transport == t).count();
+        let open_streams = self
+            .sessions
+            .values()
+            .map(|s| {
+                usize::from(s.main.tx.is_some())
+                    + s.posts
+                        .values()
+                        .filter(|st| st.tx.is_some() && !st.json_only)
+                        .count()
+            })
+            .sum();
         ServerStatus {
             name: self.name.clone(),
             state: self.state.name().to_owned(),
@@ -2024,6 +2077,13 @@ impl Router {
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             last_error: self.last_error.clone(),
+            metrics: metrics::Snapshot {
+                counters: self.counters,
+                sse_sessions: count(Transport::Sse),
+                streamable_sessions: count(Transport::Streamable),
+                stateless_sessions: count(Transport::Stateless),
+                open_streams,
+            },
         }
     }
 }
@@ -2107,7 +2167,7 @@ mod tests {
         let refused = rx.try_recv().expect("one too many is refused");
         assert!(refused.data.contains("already waiting"), "{}", refused.data);
         // The attempt fails: every waiting request gets the reason.
-        r.fail_requests("server 't' exited with status 3");
+        r.fail_requests("server 't' exited with status 3", ProxyError::ChildDied);
         assert!(r.pending.is_empty());
         let first = rx
             .try_recv()
@@ -2237,6 +2297,9 @@ mod tests {
         }
         assert!(!r.sessions.contains_key("slow"));
         assert!(r.inflight.is_empty(), "its requests are forgotten");
+        let m = r.status().metrics;
+        assert_eq!(m.counters.dropped_count(Dropped::SlowConsumer), 1);
+        assert_eq!(m.sse_sessions, 1);
         assert!(r.deliver("fast", Route::Main, "x".into(), false));
         assert_eq!(fast.try_recv().unwrap().data, "x");
     }

@@ -204,6 +204,7 @@ pub fn respond(
     body: &str,
     extra: &[(String, String)],
 ) {
+    super::metrics::count_status(status);
     let mut r = Response::from_string(body).with_status_code(status);
     if !content_type.is_empty() {
         r.add_header(hdr("Content-Type", content_type));
@@ -333,6 +334,7 @@ pub fn accepts(accept: Option<&str>) -> (bool, bool) {
 /// a clear end (SH-15: a POST stream ends after its response) while the
 /// connection stays usable for the client's next request.
 pub fn start_sse(rq: Request, extra: &[(String, String)]) -> io::Result<Box<dyn Write + Send>> {
+    super::metrics::count_status(200);
     let mut w = rq.into_writer();
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n",

@@ -4,11 +4,17 @@
 //! `/servers/NAME/`) gets its own router thread and child (router.rs). This
 //! module owns the HTTP side: each connection has its own thread (at most
 //! `--max-connections` at once; our tiny_http copy, PATCHED.md change 5)
-//! that runs its requests one after the other: it checks Origin and Host, answers CORS, checks the `--auth-token` (every path but
-//! [`AUTH_EXEMPT_PATHS`], and `/status` with `--status-no-auth`), and
-//! dispatches to the HTTP+SSE endpoints (legacy.rs),
-//! the Streamable HTTP endpoint (streamable.rs), `/status`, `/healthz` or
-//! `/readyz`. A connection's thread ends when the client closes it.
+//! that runs its requests one after the other: it checks Origin and Host,
+//! answers CORS, checks the `--auth-token` (every path but
+//! [`AUTH_EXEMPT_PATHS`], and `/status` and `/metrics` with
+//! `--status-no-auth`), and dispatches to the HTTP+SSE endpoints
+//! (legacy.rs), the Streamable HTTP endpoint (streamable.rs), `/status`,
+//! `/metrics` (metrics.rs), `/healthz` or `/readyz`. A connection's thread
+//! ends when the client closes it.
+//!
+//! Under systemd (systemd.rs) it may serve on an inherited socket, tells
+//! systemd when it listens and when it stops, and feeds the watchdog from
+//! a `watchdog` thread while every router answers.
 //!
 //! The proxy listens at once; every server starts in parallel on its own
 //! router thread, and one that cannot start never holds up the others.
@@ -24,12 +30,13 @@
 
 mod http;
 mod legacy;
+pub mod metrics;
 mod streamable;
 
 use crate::cli::Args;
 use crate::config;
 use crate::router::{self, Event, ServerStatus};
-use crate::{signals, util};
+use crate::{signals, systemd, util};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -72,6 +79,8 @@ pub struct Ctx {
     /// Microseconds since the epoch of the last SSE connect or /mcp request.
     pub last_activity_us: AtomicU64,
     pub exchanges: AtomicUsize,
+    /// When the proxy started (`/metrics`).
+    pub started: SystemTime,
 }
 
 impl Ctx {
@@ -87,7 +96,8 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, activation: systemd::Activation) -> ExitCode {
+    let started = SystemTime::now();
     let getenv = |k: &str| std::env::var(k).ok();
     let defs = match config::servers(args, &getenv) {
         Ok(d) => d,
@@ -136,17 +146,37 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let listener = match listen(args) {
+    // A socket from systemd replaces --host and --port: its address is
+    // the one the Host and Origin checks and the warnings below go by.
+    let mut args = args.clone();
+    let listener = match activation.listener {
+        Some(Ok(l)) => {
+            log::info!(
+                "serving on the socket systemd passed (fd 3); --host and --port are not used"
+            );
+            if let Ok(a) = l.local_addr() {
+                args.host = a.ip().to_string();
+                args.port = a.port();
+            }
+            Ok(l)
+        }
+        Some(Err(e)) => Err(e),
+        None => bind(&args).map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}; pick another --port or --host",
+                args.host, args.port
+            )
+        }),
+    };
+    let listener = match listener.and_then(|l| configure(&args, l)) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "mcp-proxy: cannot listen on {}:{}: {e}; pick another --port or --host",
-                args.host, args.port
-            );
+            eprintln!("mcp-proxy: {e}");
             stop_all(&mounts, args.shutdown_grace);
             return ExitCode::from(1);
         }
     };
+    let args = &args;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.port);
     let host = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]", args.host)
@@ -175,6 +205,7 @@ pub fn run(args: &Args) -> ExitCode {
         mounts,
         last_activity_us: AtomicU64::new(now_us()),
         exchanges: AtomicUsize::new(0),
+        started,
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let handler = {
@@ -195,6 +226,15 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The watchdog thread first: once systemd hears READY=1 it expects
+    // the watchdog to be fed.
+    if let Some(interval) = activation.watchdog {
+        if systemd::enabled() {
+            let ctx = ctx.clone();
+            systemd::spawn_watchdog(interval, move |within| routers_answer(&ctx, within));
+        }
+    }
+    systemd::ready(&base);
     {
         // Signals that came before this point are still pending (blocked),
         // so none is lost.
@@ -206,6 +246,7 @@ pub fn run(args: &Args) -> ExitCode {
                 std::process::exit(signals::exit_status(sig) as i32);
             }
             log::info!("signal {sig}: stopping the servers");
+            systemd::notify("STOPPING=1");
             let ctx = ctx.clone();
             let spawned = thread::Builder::new()
                 .name("shutdown".into())
@@ -259,19 +300,22 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// Binds the listener. With `--write-timeout`, the listening socket gets
+fn bind(args: &Args) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind((args.host.as_str(), args.port))
+}
+
+/// Readies the listener, bound or inherited. With `--write-timeout`, the listening socket gets
 /// `SO_SNDTIMEO`, which Linux copies to every accepted socket: a client
 /// that stops reading (its TCP window full) then fails our write after
 /// the timeout instead of holding its exchange thread forever. tiny_http
 /// offers no per-connection hook, and its accept loop would end on an
 /// accept timeout, so `SO_RCVTIMEO` cannot be used the same way.
-fn listen(args: &Args) -> Result<std::net::TcpListener, String> {
+fn configure(args: &Args, l: std::net::TcpListener) -> Result<std::net::TcpListener, String> {
     // The head limits live in our tiny_http copy (vendor/tiny_http/PATCHED.md):
     // it reads the head before we see the request.
     tiny_http::set_head_limits(args.max_header_bytes, args.header_timeout);
     tiny_http::set_max_connections(args.max_connections);
-    let l =
-        std::net::TcpListener::bind((args.host.as_str(), args.port)).map_err(|e| e.to_string())?;
+    tiny_http::set_refusal_hook(metrics::count_status);
     if let Some(t) = args.write_timeout {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval {
@@ -359,20 +403,21 @@ fn handle(ctx: &Ctx, rq: Request) {
     }
     let cors = http::cors_headers(ctx, &rq);
     if let Some(token) = &ctx.args.auth_token {
-        let open =
-            AUTH_EXEMPT_PATHS.contains(&path) || (path == "/status" && ctx.args.status_no_auth);
+        let open = AUTH_EXEMPT_PATHS.contains(&path)
+            || (matches!(path, "/status" | "/metrics") && ctx.args.status_no_auth);
         if !open && !http::bearer_ok(&rq, token) {
             return http::unauthorized(rq, path, &cors);
         }
     }
     // /healthz and /readyz stay open to probes (AUTH_EXEMPT_PATHS above);
-    // /status needed the token unless --status-no-auth.
-    if matches!(path, "/status" | "/healthz" | "/readyz") {
+    // /status and /metrics needed the token unless --status-no-auth.
+    if matches!(path, "/status" | "/metrics" | "/healthz" | "/readyz") {
         if !matches!(rq.method(), Method::Get | Method::Head) {
             return method_not_allowed(rq, "GET, HEAD", &cors);
         }
         return match path {
             "/status" => status(ctx, rq, &cors),
+            "/metrics" => metrics(ctx, rq, &cors),
             "/healthz" => http::respond(rq, 200, "text/plain; charset=utf-8", "ok\n", &cors),
             _ => readyz(ctx, rq, &cors),
         };
@@ -464,6 +509,25 @@ fn method_not_allowed(rq: Request, allow: &str, cors: &[(String, String)]) {
     )
 }
 
+/// Whether every router answers a status request within `within` (the
+/// systemd watchdog's test that the proxy is alive).
+fn routers_answer(ctx: &Ctx, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let rxs: Vec<_> = ctx
+        .mounts
+        .iter()
+        .map(|m| {
+            let (tx, rx) = channel();
+            let _ = m.router.send(Event::Status { reply: tx });
+            rx
+        })
+        .collect();
+    rxs.into_iter().all(|rx| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
+    })
+}
+
 /// Asks every router for its state.
 fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
     let rxs: Vec<_> = ctx
@@ -484,6 +548,14 @@ fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
                 })
         })
         .collect()
+}
+
+/// `/metrics`: the same router answers as `/status`, as Prometheus text.
+fn metrics(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
+    let mut st = statuses(ctx);
+    st.extend(ctx.disabled.iter().map(|name| ServerStatus::disabled(name)));
+    let body = metrics::render(&st, ctx.started, crate::cli::VERSION);
+    http::respond(rq, 200, metrics::CONTENT_TYPE, &body, cors)
 }
 
 /// `/status`: upstream's keys in upstream's order, then ours.

@@ -47,21 +47,27 @@ impl Proc {
 
     pub fn spawn_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let name = format!(
             "{} {}",
             bin.rsplit('/').next().unwrap_or(bin),
             args.join(" ")
         );
+        Proc::spawn_command(cmd, name)
+    }
+
+    /// Starts a prepared command (environment, `pre_exec`...) with its
+    /// stdio piped; `name` names it in failure messages.
+    pub fn spawn_command(mut cmd: Command, name: String) -> Proc {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let (tx, stderr_rx) = channel();
         let stderr_all = Arc::new(Mutex::new(Vec::new()));
         let all = stderr_all.clone();

@@ -137,6 +137,23 @@ pub fn set_head_limits(max_bytes: usize, timeout: Option<Duration>) {
     );
 }
 
+/// Patched for mcp-proxy (PATCHED.md, change 9): told the status code of
+/// every response tiny_http makes itself (a malformed or slow head, too
+/// many connections), so the application can count them with its own.
+static REFUSAL_HOOK: std::sync::OnceLock<fn(u16)> = std::sync::OnceLock::new();
+
+/// Sets, once for the process, the function told of each response tiny_http
+/// sends on its own. Call it before creating the server.
+pub fn set_refusal_hook(hook: fn(u16)) {
+    let _ = REFUSAL_HOOK.set(hook);
+}
+
+pub(crate) fn refused(status: u16) {
+    if let Some(hook) = REFUSAL_HOOK.get() {
+        hook(status);
+    }
+}
+
 /// Patched for mcp-proxy (PATCHED.md, change 4): connections served at once.
 static MAX_CONNECTIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(usize::MAX);
@@ -373,6 +390,7 @@ impl Server {
                         // Patched for mcp-proxy: refuse a connection beyond
                         // the limit at once, with a 503 it can read.
                         if LIVE_CONNECTIONS.load(Relaxed) >= MAX_CONNECTIONS.load(Relaxed) {
+                            refused(503);
                             if let crate::connection::Connection::Tcp(mut s) = sock {
                                 use std::io::Write;
                                 let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
