@@ -44,7 +44,15 @@ MAX_STATIC_BYTES ?= 2500000
 # bundled musl at start-up): 90 KB of .rela.dyn becomes about 1 KB, and the
 # binary stays position-independent, so ASLR still applies. Added to, not in
 # place of, the caller's RUSTFLAGS (CI builds with -D warnings).
-STATIC_RUSTFLAGS := -C link-arg=-Wl,-z,pack-relative-relocs
+#
+# And drop the unwind tables (.eh_frame, 250 KB): with panic = "abort"
+# nothing unwinds, so they only ever served the stack trace a panic prints,
+# which in a stripped binary is a list of bare addresses. A panic still
+# prints its message and ends the process with status 134. The linker script
+# is written by the rule below (the C runtime's own small table stays: its
+# start-up code refers to it).
+STATIC_LD := target/static-no-unwind-tables.ld
+STATIC_RUSTFLAGS := -C link-arg=-Wl,-z,pack-relative-relocs -C link-arg=-Wl,-T,$(CURDIR)/$(STATIC_LD)
 
 # apt-get needs root; use sudo only when we are not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
@@ -79,7 +87,11 @@ lint-man:
 		$(SUDO) apt-get install -y -q mandoc || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mandoc; }; }
 	mandoc -Tlint man/mcp-proxy.1
 
-static:
+$(STATIC_LD): Makefile
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'SECTIONS { /DISCARD/ : { EXCLUDE_FILE(*crtbeginS.o *crtendS.o *crtbegin.o *crtend.o) *(.eh_frame) } } INSERT AFTER .text;' > $@
+
+static: $(STATIC_LD)
 	@if command -v rustup >/dev/null 2>&1; then rustup target add $(MUSL_TARGET); \
 	else echo "note: no rustup; the $(MUSL_TARGET) standard library must already be installed"; fi
 	@command -v musl-gcc >/dev/null 2>&1 || { \
