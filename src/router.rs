@@ -42,6 +42,7 @@
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::queue::{self, BoundedReceiver, BoundedSender};
+use crate::server::modern::META_SUBSCRIPTION_ID;
 use crate::util;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -97,6 +98,17 @@ pub enum Transport {
     Streamable,
     /// Streamable HTTP in `--stateless` mode: one POST, one ephemeral session.
     Stateless,
+    /// A 2026-07-28 request (server/modern.rs): one POST, one ephemeral
+    /// session that never receives requests from the child (SX-07), nor
+    /// traffic unrelated to its request, and has no resumable stream (SX-09).
+    Modern,
+}
+
+impl Transport {
+    /// One POST, one session: no `Mcp-Session-Id`, gone with its response.
+    fn ephemeral(self) -> bool {
+        matches!(self, Transport::Stateless | Transport::Modern)
+    }
 }
 
 /// One message for a client stream.
@@ -418,6 +430,9 @@ struct Session {
     next_stream: u64,
     log_level: Option<usize>,
     subs: HashSet<String>,
+    /// A modern request's `_meta` logLevel (LC-23: no log messages without
+    /// one); never sent to the child as `logging/setLevel`.
+    modern_log: Option<usize>,
     /// The last time the client sent or opened something.
     last_active: Instant,
 }
@@ -435,12 +450,13 @@ impl Session {
             next_stream: 1,
             log_level: None,
             subs: HashSet::new(),
+            modern_log: None,
             last_active: Instant::now(),
         }
     }
 
     fn resumable(&self) -> bool {
-        self.transport != Transport::Sse
+        !matches!(self.transport, Transport::Sse | Transport::Modern)
     }
 
     fn stream_mut(&mut self, route: Route) -> Option<&mut Stream> {
@@ -943,8 +959,62 @@ impl Router {
             return;
         };
         self.progress.remove(&up.to_string());
-        let line = m.with_id_raw(&inf.orig_id);
+        let mut line = m.with_id_raw(&inf.orig_id);
+        if line.contains(META_SUBSCRIPTION_ID) {
+            // A listen ended by the server names its subscription (LC-83),
+            // whose id is the listen request's: the client's own (RL-03).
+            let path = ["result", "_meta", META_SUBSCRIPTION_ID];
+            if let Some(l) = jsonrpc::splice(&line, &path, &inf.orig_id) {
+                line = l;
+            }
+        }
         self.deliver_response(&inf.session, inf.route, line);
+    }
+
+    /// A notification of a `subscriptions/listen` stream (LC-82): it goes
+    /// to that listen request's stream alone, its subscriptionId (our
+    /// upstream id of the listen request) rewritten to the client's id
+    /// (RL-03). A tag naming nothing in flight is dropped, never broadcast.
+    fn on_subscription_notification(&mut self, m: &Message, tag: String) {
+        let inf = tag
+            .parse::<u64>()
+            .ok()
+            .and_then(|up| self.inflight.get(&up));
+        let Some(inf) = inf else {
+            log::debug!(
+                "server '{}': a notification for subscription {tag}, which is not open: {}",
+                self.name,
+                truncate(m.raw(), 200)
+            );
+            return;
+        };
+        let (sid, route, orig) = (inf.session.clone(), inf.route, inf.orig_id.clone());
+        let Some(out) = m.replace_raw(&["params", "_meta", META_SUBSCRIPTION_ID], &orig) else {
+            return;
+        };
+        if let Some(route) = self.related_route(&sid, route) {
+            self.deliver(&sid, route, out, false);
+        }
+    }
+
+    /// A log message from the child goes to a 2026-07-28 request only when
+    /// it can only be about that request (the only one in flight) and the
+    /// request asked for this level in `_meta` (LC-23, SX-07).
+    fn log_to_modern_request(&mut self, level: usize, raw: &str) {
+        if self.inflight.len() != 1 {
+            return;
+        }
+        let inf = self.inflight.values().next().expect("one in flight");
+        let Some(s) = self.sessions.get(&inf.session) else {
+            return;
+        };
+        if s.transport != Transport::Modern || s.modern_log.is_none_or(|min| level < min) {
+            return;
+        }
+        let (sid, route) = (inf.session.clone(), inf.route);
+        if let Some(route) = self.related_route(&sid, route) {
+            self.deliver(&sid, route, raw.to_owned(), false);
+        }
     }
 
     fn on_init_result(&mut self, m: Message) {
@@ -1075,6 +1145,15 @@ impl Router {
                     "mcp-proxy: no client session has a request in flight, so nobody can answer {method}"
                 ))
             }
+            1 if self
+                .sessions
+                .get(busy[0])
+                .is_some_and(|s| s.transport == Transport::Modern) =>
+            {
+                return Err(format!(
+                    "mcp-proxy: the only request in flight is a 2026-07-28 request, which cannot receive {method} (SX-07: servers use input_required results instead)"
+                ))
+            }
             1 => busy[0].clone(),
             n => {
                 let capable: Vec<&&String> = busy
@@ -1099,6 +1178,11 @@ impl Router {
     }
 
     fn on_child_notification(&mut self, m: Message) {
+        if m.raw().contains(META_SUBSCRIPTION_ID) {
+            if let Some(tag) = m.get_raw(&["params", "_meta", META_SUBSCRIPTION_ID]) {
+                return self.on_subscription_notification(&m, tag.to_owned());
+            }
+        }
         let method = m.method().unwrap_or("").to_owned();
         match method.as_str() {
             "notifications/progress" => {
@@ -1179,6 +1263,7 @@ impl Router {
                         self.deliver(&sid, route, m.raw().to_owned(), false);
                     }
                 }
+                self.log_to_modern_request(level, m.raw());
             }
             // list_changed and anything else server-wide: every session.
             _ => self.broadcast(m.raw()),
@@ -1222,7 +1307,7 @@ impl Router {
         let open = self
             .sessions
             .values()
-            .filter(|s| s.transport != Transport::Stateless)
+            .filter(|s| !s.transport.ephemeral())
             .count();
         if open >= self.cfg.limits.max_sessions {
             log::warn!(
@@ -1305,6 +1390,27 @@ impl Router {
                 }
                 (s.clone(), None)
             }
+            (Transport::Modern, _) => {
+                let sid = format!("modern-{}", util::random_hex(8));
+                let v = p
+                    .protocol_version
+                    .as_deref()
+                    .unwrap_or(crate::server::modern::MODERN_VERSIONS[0]);
+                let mut s = Session::new(Transport::Modern, v, None);
+                s.initialized = true;
+                s.modern_log = p
+                    .msgs
+                    .first()
+                    .and_then(|m| {
+                        m.params()?
+                            .get("_meta")?
+                            .get(crate::server::modern::META_LOG_LEVEL)?
+                            .as_str()
+                    })
+                    .and_then(level_rank);
+                self.sessions.insert(sid.clone(), s);
+                (sid, None)
+            }
             (Transport::Stateless, _) => {
                 let sid = format!("stateless-{}", util::random_hex(8));
                 let v = p
@@ -1338,7 +1444,7 @@ impl Router {
         if p.batch {
             let v = self.sessions[&sid].version.clone();
             if v != "2025-03-26" {
-                if p.transport == Transport::Stateless {
+                if p.transport.ephemeral() {
                     self.sessions.remove(&sid);
                 }
                 return bad(
@@ -1351,7 +1457,7 @@ impl Router {
             for m in std::mem::take(&mut p.msgs) {
                 self.on_session_message(&sid, m, Route::Main);
             }
-            if p.transport == Transport::Stateless {
+            if p.transport.ephemeral() {
                 self.sessions.remove(&sid);
             }
             return PostReply::Accepted;
@@ -1432,6 +1538,15 @@ impl Router {
 
     fn session_request(&mut self, sid: &str, m: Message, route: Route) {
         let id = m.id().expect("a request has an id").to_owned();
+        let modern = self
+            .sessions
+            .get(sid)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if modern {
+            // Stateless: nothing is answered for the child (no initialize,
+            // ping, setLevel or subscribe in 2026-07-28, LC-23).
+            return self.forward_request(sid, m, route);
+        }
         match m.method().unwrap_or("") {
             "initialize" => {
                 // Answered from the child's own result, so before the first
@@ -1694,8 +1809,11 @@ impl Router {
     /// GET stream first. Never several streams (SH-31).
     fn unrelated_route(&self, sid: &str, prefer_request: bool) -> Option<Route> {
         let s = self.sessions.get(sid)?;
-        if s.transport == Transport::Sse {
-            return Some(Route::Main);
+        match s.transport {
+            Transport::Sse => return Some(Route::Main),
+            // Only traffic of its own request (SX-07, SX-11, LC-80).
+            Transport::Modern => return None,
+            _ => {}
         }
         let mut live: Vec<u64> = s
             .posts
@@ -1734,7 +1852,7 @@ impl Router {
             return;
         }
         st.tx = None;
-        if s.transport == Transport::Stateless {
+        if s.transport.ephemeral() {
             self.sessions.remove(sid);
             return;
         }
@@ -1996,7 +2114,7 @@ impl Router {
             sessions: self
                 .sessions
                 .values()
-                .filter(|s| s.transport != Transport::Stateless)
+                .filter(|s| !s.transport.ephemeral())
                 .count(),
             sse_sessions: self
                 .sessions

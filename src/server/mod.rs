@@ -24,6 +24,7 @@
 
 mod http;
 mod legacy;
+pub mod modern;
 mod streamable;
 
 use crate::cli::Args;
