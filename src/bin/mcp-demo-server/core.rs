@@ -560,6 +560,13 @@ impl Session {
             return;
         };
         obj.entry("resultType").or_insert(json!("complete"));
+        // List and read results are cacheable in 2026-07-28: they must say
+        // for whom and how long.
+        let cacheable = ["tools", "prompts", "resources", "resourceTemplates", "contents"];
+        if cacheable.iter().any(|k| obj.contains_key(*k)) {
+            obj.entry("cacheScope").or_insert(json!("public"));
+            obj.entry("ttlMs").or_insert(json!(0));
+        }
         let meta = obj.entry("_meta").or_insert(json!({}));
         if let Some(meta) = meta.as_object_mut() {
             meta.insert(META_SERVER_INFO.into(), self.server_info());
