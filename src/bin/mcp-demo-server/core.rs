@@ -562,7 +562,13 @@ impl Session {
         obj.entry("resultType").or_insert(json!("complete"));
         // List and read results are cacheable in 2026-07-28: they must say
         // for whom and how long.
-        let cacheable = ["tools", "prompts", "resources", "resourceTemplates", "contents"];
+        let cacheable = [
+            "tools",
+            "prompts",
+            "resources",
+            "resourceTemplates",
+            "contents",
+        ];
         if cacheable.iter().any(|k| obj.contains_key(*k)) {
             obj.entry("cacheScope").or_insert(json!("public"));
             obj.entry("ttlMs").or_insert(json!(0));
