@@ -76,6 +76,25 @@ pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const FAILED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Requests held while a child (re)starts; more are refused at once.
 pub const MAX_PENDING: usize = 1024;
+/// How long the child gets to answer the proxy's `server/discover` probe
+/// (2026-07-28 requests wait for it) before they are relayed unchecked.
+pub const ERA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the current child, initialized by the proxy, still serves
+/// 2026-07-28 requests: the dual-era rule lets a server serve both eras in
+/// one process (MAY), and some do not (the Python SDK 2.3 locks a process to
+/// the era of its first request). Learnt with a `server/discover` probe
+/// right after `initialize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    /// Not asked yet, or the child did not answer in time: relayed as is.
+    Unknown,
+    /// Its discover result lists a modern version.
+    Both,
+    /// It refused discover or listed no modern version: modern requests
+    /// are refused by the proxy (RL-11: reject cleanly).
+    LegacyOnly,
+}
 
 /// MCP log levels, most verbose first (index = verbosity rank).
 pub const LOG_LEVELS: &[&str] = &[
@@ -505,6 +524,12 @@ struct Router {
     /// The current child has not answered `initialize` yet.
     awaiting_init: bool,
     init_deadline: Option<Instant>,
+    era: Era,
+    /// The upstream id of the `server/discover` probe in flight, and when
+    /// it is given up on.
+    era_probe: Option<(u64, Instant)>,
+    /// 2026-07-28 requests waiting for the probe's answer.
+    held_modern: Vec<(String, Message, Route)>,
     restart_at: Option<Instant>,
     restarts: u32,
     /// When the restarts within the window happened.
@@ -541,6 +566,9 @@ impl Router {
             gen: 0,
             awaiting_init: false,
             init_deadline: None,
+            era: Era::Unknown,
+            era_probe: None,
+            held_modern: Vec::new(),
             restart_at: None,
             restarts: 0,
             recent_restarts: VecDeque::new(),
@@ -565,10 +593,15 @@ impl Router {
             .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
         let mut next_sweep = sweep_every.map(|e| Instant::now() + e);
         loop {
-            let wake = [next_sweep, self.restart_at, self.init_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                next_sweep,
+                self.restart_at,
+                self.init_deadline,
+                self.era_probe.map(|(_, at)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let ev = match wake {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(ev) => Some(ev),
@@ -594,6 +627,14 @@ impl Router {
                     self.name
                 );
                 self.child_gone(format!("did not answer initialize within {secs} s"), None);
+            }
+            if self.era_probe.is_some_and(|(_, at)| now >= at) {
+                log::warn!(
+                    "server '{}' did not answer server/discover within {} s; 2026-07-28 requests are relayed to it unchecked",
+                    self.name,
+                    ERA_PROBE_TIMEOUT.as_secs()
+                );
+                self.era_known(Era::Unknown);
             }
             if self.restart_at.is_some_and(|at| now >= at) {
                 self.restarts += 1;
@@ -854,6 +895,8 @@ impl Router {
         }
         self.awaiting_init = false;
         self.init_deadline = None;
+        self.era = Era::Unknown;
+        self.era_probe = None;
         self.stdin = None;
         // Later lines of this child are stale.
         self.gen += 1;
@@ -876,7 +919,8 @@ impl Router {
         self.progress.clear();
         self.server_requests.clear();
         self.internal.clear();
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.append(&mut self.held_modern);
         for (sid, m, route) in pending {
             if let Some(id) = m.id() {
                 let line = jsonrpc::error_reply(Some(id), jsonrpc::INTERNAL_ERROR, msg, None);
@@ -940,6 +984,9 @@ impl Router {
         if up == INIT_ID && self.awaiting_init {
             return self.on_init_result(m);
         }
+        if self.era_probe.is_some_and(|(p, _)| p == up) {
+            return self.on_era_probe(&m);
+        }
         if self.internal.remove(&up) {
             if m.is_error() {
                 log::debug!(
@@ -969,6 +1016,104 @@ impl Router {
             }
         }
         self.deliver_response(&inf.session, inf.route, line);
+    }
+
+    /// Asks the just-initialized child whether it serves 2026-07-28 requests
+    /// too (see [`Era`]).
+    fn probe_era(&mut self) {
+        let up = self.fresh_id();
+        self.era = Era::Unknown;
+        self.era_probe = Some((up, Instant::now() + ERA_PROBE_TIMEOUT));
+        let modern = crate::server::modern::MODERN_VERSIONS;
+        let line = json!({"jsonrpc": "2.0", "id": up, "method": "server/discover", "params": {"_meta": {
+            crate::server::modern::META_PROTOCOL_VERSION: modern[modern.len() - 1],
+            crate::server::modern::META_CLIENT_CAPABILITIES: {},
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-proxy", "version": crate::cli::VERSION}
+        }}});
+        self.send_child(line.to_string());
+    }
+
+    fn on_era_probe(&mut self, m: &Message) {
+        let modern = crate::server::modern::MODERN_VERSIONS;
+        let serves = m.value()["result"]["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|v| v.as_str().is_some_and(|v| modern.contains(&v)))
+            });
+        if serves {
+            log::info!(
+                "server '{}' serves 2026-07-28 requests next to its initialized session",
+                self.name
+            );
+            self.era_known(Era::Both);
+        } else {
+            let why = match m.value().get("error") {
+                Some(e) => format!("it answered server/discover with {e}"),
+                None => "its server/discover result lists no 2026-07-28 version".to_owned(),
+            };
+            log::info!(
+                "server '{}' does not serve 2026-07-28 requests once initialized ({why}); mcp-proxy refuses them",
+                self.name
+            );
+            self.era_known(Era::LegacyOnly);
+        }
+    }
+
+    /// The probe is over: the requests that waited for it go on.
+    fn era_known(&mut self, era: Era) {
+        self.era = era;
+        self.era_probe = None;
+        for (sid, m, route) in std::mem::take(&mut self.held_modern) {
+            self.modern_request(&sid, m, route);
+        }
+    }
+
+    /// A 2026-07-28 request: stateless, so nothing is answered for the
+    /// child (no initialize, ping, setLevel or subscribe, LC-23); relayed
+    /// unless the child is known not to serve it.
+    fn modern_request(&mut self, sid: &str, m: Message, route: Route) {
+        if self.era_probe.is_some() && self.state == State::Running {
+            return self.held_modern.push((sid.to_owned(), m, route));
+        }
+        if self.era != Era::LegacyOnly {
+            return self.forward_request(sid, m, route);
+        }
+        let id = m.id().expect("a request has an id");
+        let requested = m
+            .params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|p| p.get(crate::server::modern::META_PROTOCOL_VERSION))
+            .cloned()
+            .unwrap_or(Value::Null);
+        // Era bridging is not relaying (RL-11): refused, naming what the
+        // server does speak (SX-42). `server/discover` gets what a legacy
+        // server answers, the signal for a dual-era client to fall back to
+        // initialize (ST-15, SX-41).
+        let line = if m.method() == Some("server/discover") {
+            jsonrpc::error_reply(
+                Some(id),
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!(
+                    "Method not found: server '{}' does not serve 2026-07-28 requests; use initialize",
+                    self.name
+                ),
+                None,
+            )
+        } else {
+            let data = json!({"supported": SUPPORTED_VERSIONS, "requested": requested});
+            jsonrpc::error_reply(
+                Some(id),
+                crate::server::modern::UNSUPPORTED_VERSION,
+                &format!(
+                    "Unsupported protocol version: server '{}' serves only the initialize handshake ({})",
+                    self.name,
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+                Some(&data),
+            )
+        };
+        self.deliver_response(sid, route, line);
     }
 
     /// A notification of a `subscriptions/listen` stream (LC-82): it goes
@@ -1027,6 +1172,7 @@ impl Router {
         let restarted = self.init_result.is_some();
         self.init_result = m.get_raw(&["result"]).map(str::to_owned);
         self.send_child(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into());
+        self.probe_era();
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
         // Re-establish what sessions asked for (after a restart).
@@ -1075,8 +1221,15 @@ impl Router {
         }
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
+            let modern = self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.transport == Transport::Modern);
             if m.method() == Some("initialize") {
                 self.session_request(&sid, m, route);
+            } else if modern {
+                // Waits for the era probe just sent.
+                self.modern_request(&sid, m, route);
             } else {
                 self.forward_request(&sid, m, route);
             }
@@ -1543,9 +1696,7 @@ impl Router {
             .get(sid)
             .is_some_and(|s| s.transport == Transport::Modern);
         if modern {
-            // Stateless: nothing is answered for the child (no initialize,
-            // ping, setLevel or subscribe in 2026-07-28, LC-23).
-            return self.forward_request(sid, m, route);
+            return self.modern_request(sid, m, route);
         }
         match m.method().unwrap_or("") {
             "initialize" => {

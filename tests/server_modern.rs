@@ -798,6 +798,25 @@ fn lc22_server_discover_is_relayed_and_a_legacy_child_makes_clients_fall_back() 
         (404, json!(-32601), json!("d")),
         "{v}"
     );
+    // Any other modern request is refused, naming the versions it does
+    // speak (RL-11, SX-42), instead of a legacy-shaped answer.
+    let (status, v) = json_reply(post(
+        &url,
+        &modern_call(json!("e"), "echo", json!({"text": "x"})),
+    ));
+    assert_eq!(
+        (status, v["error"]["code"].clone(), v["id"].clone()),
+        (400, json!(-32022), json!("e")),
+        "{v}"
+    );
+    assert_eq!(v["error"]["data"]["requested"], V);
+    assert!(
+        v["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2025-11-25")),
+        "{v}"
+    );
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}});
     let c = post_mcp(&url, None, &init.to_string());
