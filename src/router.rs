@@ -38,6 +38,15 @@
 //! goes back with the session's own id, byte for byte; progress tokens and
 //! cancelled request ids are rewritten the same way; a request from the child
 //! goes to the one session that can be working with it, or is refused.
+//!
+//! 2026-07-28 requests (server/modern.rs) are one-POST sessions of their own
+//! ([`Transport::Modern`]) on the same child: relayed with the same id and
+//! token rewriting, they get only their own progress, the log messages they
+//! asked for, and the notifications of their `subscriptions/listen` (routed
+//! by subscriptionId); never a request from the child (SX-07). Whether the
+//! initialized child still serves them is learnt with a `server/discover`
+//! probe after `initialize` ([`Era`]); when it does not, the proxy refuses
+//! them itself.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
@@ -2477,6 +2486,22 @@ mod tests {
         assert_eq!(pick(&r).unwrap(), "c", "the only busy one that can sample");
         let _d = add(&mut r, "d", SAMPLING, 1);
         assert!(pick(&r).unwrap_err().contains("cannot tell"));
+    }
+
+    #[test]
+    fn a_notification_for_an_unknown_subscription_goes_nowhere() {
+        let mut r = router();
+        let legacy = add(&mut r, "a", NONE, 0);
+        let tagged = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":42}}}"#;
+        r.on_child_notification(Message::parse(tagged).unwrap());
+        assert!(legacy.try_recv().is_err(), "LC-82: never broadcast");
+        let plain = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        r.on_child_notification(Message::parse(plain).unwrap());
+        assert_eq!(
+            legacy.try_recv().unwrap().data,
+            plain,
+            "legacy traffic still flows"
+        );
     }
 
     #[test]
