@@ -115,7 +115,8 @@ Server limits:
       --header-timeout SECONDS
                               a request head must arrive within this long of its
                               first byte, else 408 (slowloris); also the longest
-                              pause while reading a body, and how long an idle
+                              pause while reading a body, after which a body must
+                              keep up 500 bytes/s (else 408), and how long an idle
                               keep-alive connection stays open; 0 never [default: 30]
       --stream-queue N        messages queued for one client stream before the
                               client counts as too slow and its session is

@@ -116,3 +116,73 @@ fn a_post_sse_stream_ends_after_its_response() {
         "the stream must end after the response"
     );
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body off `r`.
+fn read_response(r: &mut BufReader<TcpStream>) -> (String, String) {
+    let mut status = String::new();
+    r.read_line(&mut status).expect("status line");
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).expect("header line") == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("a number");
+        }
+    }
+    let mut b = vec![0; len];
+    r.read_exact(&mut b).expect("body");
+    (
+        status.trim().to_owned(),
+        String::from_utf8(b).expect("UTF-8"),
+    )
+}
+
+/// The request head is read line by line out of the connection's buffer
+/// (vendor/tiny_http/PATCHED.md): lines split anywhere, even between their
+/// CR and LF, and a second request already buffered behind the first one's
+/// body must all parse as if they had come in one piece.
+#[test]
+fn request_heads_split_anywhere_or_pipelined_parse_the_same() {
+    let mut proxy = Proc::spawn(proxy_bin(), &["--port", "0", "--", demo_bin()]);
+    let url = proxy.listening_url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let body = initialize(serde_json::json!(7), "2025-06-18").to_string();
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let pieces = [
+        "POST /mcp HTTP/1.1\r".to_owned(),
+        format!("\nHost: {addr}\r\nContent-Type: application/json\r"),
+        "\n".to_owned(),
+        "Accept: application/json, text/event-stream\r\nContent-Len".to_owned(),
+        format!(
+            "gth: {}\r\n\r\n{body}GET /status HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+            body.len()
+        ),
+    ];
+    for p in pieces {
+        s.write_all(p.as_bytes()).expect("send");
+        // Give the proxy a chance to read each piece on its own.
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut r = BufReader::new(s);
+    let (status, body) = read_response(&mut r);
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "initialize: {status} {body}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["id"], 7, "initialize answered: {body}");
+    assert!(
+        v["result"]["serverInfo"].is_object(),
+        "initialize answered: {body}"
+    );
+    let (status, body) = read_response(&mut r);
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "/status: {status} {body}"
+    );
+    assert!(body.contains("\"api_last_activity\""), "/status: {body}");
+}

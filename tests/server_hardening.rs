@@ -513,6 +513,63 @@ fn a_client_that_trickles_its_request_does_not_block_others() {
     drop(slow);
 }
 
+/// A body that never pauses long enough for a read to time out, but comes
+/// in a byte at a time, is cut off too: the small one tiny_http reads
+/// itself gets one more --header-timeout after the head's, the larger ones
+/// must keep up 500 bytes/s once --header-timeout has passed (BODY_MIN_RATE).
+/// Without that, each would hold its connection thread for hours.
+#[test]
+fn a_body_trickled_a_byte_at_a_time_gets_408() {
+    let p = Proxy::start(&["--header-timeout", "1"]);
+    let host = host_of(&p.url);
+    let heads = [
+        ("small /mcp body", "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n".to_owned()),
+        ("large /mcp body", "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 50000\r\n\r\n".to_owned()),
+        ("large /messages/ body", format!("POST /messages/?session_id={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 50000\r\n\r\n", "a".repeat(32))),
+    ];
+    let mut conns: Vec<(&str, TcpStream, Vec<u8>)> = heads
+        .iter()
+        .map(|(what, head)| {
+            let mut s = TcpStream::connect(&host).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            (*what, s, Vec::new())
+        })
+        .collect();
+    // A byte every 100-200 ms: well inside the 1 s read timeout, far below
+    // 500 bytes/s. Bounded: at WAIT the test fails naming who was not cut off.
+    let t0 = Instant::now();
+    while conns
+        .iter()
+        .any(|(_, _, out)| !out.windows(4).any(|w| w == b"\r\n\r\n"))
+    {
+        assert!(
+            t0.elapsed() < WAIT,
+            "still trickling after {WAIT:?}: {:?}",
+            conns
+                .iter()
+                .filter(|(_, _, out)| out.is_empty())
+                .map(|(w, _, _)| *w)
+                .collect::<Vec<_>>()
+        );
+        for (_, s, out) in &mut conns {
+            let _ = s.write_all(b" ");
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = std::io::Read::read(s, &mut buf) {
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    for (what, _, out) in &conns {
+        let out = String::from_utf8_lossy(out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{what}: {out:?}");
+    }
+    // The proxy still serves everyone else.
+    let (status, _) = open_streamable(&p.url);
+    assert_eq!(status, 200);
+}
+
 /// A header line that never ends costs at most --max-header-size: the
 /// proxy answers 431 and closes instead of buffering it.
 #[test]

@@ -1,8 +1,11 @@
-//! The whole run: the floors, then each system one after the other with the
-//! same echo child (this binary, `child`), the same remote (this binary,
-//! `remote`) and the same load generator. A workload that fails for one
-//! system becomes a note in the report, never the end of the run. Every
-//! process started is held by a [`Proc`] guard and killed by pid.
+//! The whole run: the floors; then the Streamable HTTP servers of every
+//! system side by side, taking turns in rounds for the latency (with the
+//! floor) and throughput workloads; then each system one after the other for
+//! the rest. The same echo child (this binary, `child`), the same remote
+//! (this binary, `remote`) and the same load generator serve every system. A
+//! workload that fails for one system becomes a note in the report, never
+//! the end of the run. Every process started is held by a [`Proc`] guard and
+//! killed by pid.
 //!
 //! Threads: the throughput workload runs one thread per session inside a
 //! `thread::scope`; all end at the workload's deadline.
@@ -23,6 +26,15 @@ use std::time::{Duration, Instant};
 const WARMUP_CALLS: usize = 200;
 /// Timed sequential calls per latency series.
 const LATENCY_CALLS: usize = 2_000;
+/// The latency series are taken in this many rounds, the systems (and the
+/// floor) taking turns, LATENCY_CALLS / LATENCY_ROUNDS calls each per round:
+/// a burst of noise on this shared machine then lands on every system
+/// instead of on whichever ran during it, and the floor is measured under
+/// the same conditions as the proxies it is subtracted from.
+const LATENCY_ROUNDS: usize = 5;
+/// The throughput workload runs this many times per system, the systems
+/// taking turns; the report gives the median round and lists them all.
+const THROUGHPUT_ROUNDS: usize = 3;
 /// Concurrent sessions in the throughput workload.
 const SESSIONS: usize = 32;
 /// How long the throughput workload runs.
@@ -336,9 +348,13 @@ pub fn run(cfg: &Config) -> Report {
         .push(("ours measured".into(), cfg.ours.display().to_string()));
 
     // Floors: the load generator straight to the child, then to the remote.
-    if let Err(e) = floors(cfg, &mut rep) {
-        rep.note(format!("floor: {e}"));
-    }
+    let mut floor = match floors(&mut rep) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            rep.note(format!("floor: {e}"));
+            None
+        }
+    };
     let remote = match start_remote() {
         Ok(r) => Some(r),
         Err(e) => {
@@ -352,6 +368,7 @@ pub fn run(cfg: &Config) -> Report {
         }
     }
 
+    let mut systems = Vec::new();
     for sys in [Sys::Ours, Sys::Python, Sys::Supergateway] {
         if cfg.only.as_ref().is_some_and(|o| !o.contains(&sys)) {
             continue;
@@ -362,19 +379,26 @@ pub fn run(cfg: &Config) -> Report {
             Sys::Supergateway => cfg.supergateway.exists(),
             Sys::Floor => true,
         };
-        if !present {
+        if present {
+            systems.push(sys);
+        } else {
             rep.note(format!("{} not installed; skipped", sys.label()));
-            continue;
         }
+    }
+    eprintln!("== server mode, Streamable HTTP: every system side by side");
+    server_phase(cfg, &systems, floor.as_mut(), &mut rep);
+    for &sys in &systems {
         eprintln!(
             "== {} ({:.0} s into the run)",
             sys.label(),
             t_all.elapsed().as_secs_f64()
         );
-        if let Err(e) = server_mode(cfg, sys, &mut rep) {
-            rep.note(format!("{}: server mode: {e}", sys.label()));
-        }
-        if let Err(e) = sse_mode(cfg, sys, &mut rep) {
+        let floor = if sys == Sys::Ours {
+            floor.as_mut()
+        } else {
+            None
+        };
+        if let Err(e) = sse_mode(cfg, sys, floor, &mut rep) {
             rep.note(format!("{}: HTTP+SSE: {e}", sys.label()));
         }
         if let Some((_, addr)) = &remote {
@@ -387,6 +411,7 @@ pub fn run(cfg: &Config) -> Report {
         }
     }
     drop(remote);
+    drop(floor);
     sizes(cfg, &mut rep);
     // Rows in workload order, whatever order the systems filled them in.
     rep.rows.sort_by_key(|r| {
@@ -411,13 +436,12 @@ pub fn run(cfg: &Config) -> Report {
     rep
 }
 
-fn floors(cfg: &Config, rep: &mut Report) -> io::Result<()> {
-    let _ = cfg;
+/// The echo child straight over stdio. It stays up for the run: the
+/// latency workloads take turns with it ([`interleaved`]), which is where
+/// the floor rows of workloads 1 and 2 come from.
+fn floors(rep: &mut Report) -> io::Result<Stdio> {
     let p = Proc::spawn("echo-child", &[self_exe(), s("child")], true)?;
     let mut c = Stdio::start(p)?;
-    let lat = measure(&mut c, WARMUP_CALLS, LATENCY_CALLS)?;
-    latency_rows(rep, W1, Sys::Floor, lat.clone());
-    latency_rows(rep, W2, Sys::Floor, lat);
     let (n, mut lat) = c.pipelined(SESSIONS, Duration::from_secs(3))?;
     lat.sort_unstable();
     let t = Tput {
@@ -428,10 +452,53 @@ fn floors(cfg: &Config, rep: &mut Report) -> io::Result<()> {
     };
     tput_rows(rep, W3, Sys::Floor, &t);
     rep.note(format!(
-        "floor for 1–3: the load generator straight to the echo child over stdio (3: {SESSIONS} calls in flight on one pipe for 3 s); the child's RSS is {} MiB",
+        "floor for 1–3: the load generator straight to the echo child over stdio (1 and 2: in turns with the proxies, {LATENCY_ROUNDS} rounds of {} calls each; 3: {SESSIONS} calls in flight on one pipe for 3 s); the child's RSS is {} MiB",
+        LATENCY_CALLS / LATENCY_ROUNDS,
         c.proc.rss_kib().map(mib).map(fmt_num).unwrap_or_default()
     ));
-    Ok(())
+    Ok(c)
+}
+
+/// Latency series for several callers taking turns: `rounds` rounds of
+/// `total / rounds` timed calls each, after `warm` untimed calls each.
+/// A caller that fails drops out with its error; the others go on.
+fn interleaved(
+    callers: &mut [(Sys, &mut dyn Caller)],
+    warm: usize,
+    rounds: usize,
+    total: usize,
+) -> Vec<io::Result<Vec<u64>>> {
+    let mut out: Vec<io::Result<Vec<u64>>> = callers
+        .iter()
+        .map(|_| Ok(Vec::with_capacity(total)))
+        .collect();
+    for (i, (_, c)) in callers.iter_mut().enumerate() {
+        if let Err(e) = measure(*c, warm, 0) {
+            out[i] = Err(e);
+        }
+    }
+    for _ in 0..rounds {
+        for (i, (_, c)) in callers.iter_mut().enumerate() {
+            let Ok(lat) = &mut out[i] else { continue };
+            match measure(*c, 0, total / rounds) {
+                Ok(l) => lat.extend(l),
+                Err(e) => out[i] = Err(e),
+            }
+        }
+    }
+    out
+}
+
+/// Per-round medians of an interleaved series (`rounds` equal parts).
+fn round_medians(lat: &[u64], rounds: usize) -> Vec<f64> {
+    let per = (lat.len() / rounds.max(1)).max(1);
+    lat.chunks(per)
+        .map(|c| {
+            let mut c = c.to_vec();
+            c.sort_unstable();
+            pct_us(&c, 0.5)
+        })
+        .collect()
 }
 
 fn start_remote() -> io::Result<(Proc, SocketAddr)> {
@@ -460,67 +527,159 @@ fn remote_floor(addr: SocketAddr, rep: &mut Report) -> io::Result<()> {
     Ok(())
 }
 
-fn server_mode(cfg: &Config, sys: Sys, rep: &mut Report) -> io::Result<()> {
-    let (p, addr, _) = cfg.start_server(sys, Transport::Streamable)?;
-    thread::sleep(IDLE_SETTLE);
-    rss_row(rep, "idle after start-up", sys, &p);
+/// Workloads 1 and 3 and the memory readings of 6, with the Streamable HTTP
+/// servers of every system up at once, so that they can take turns.
+fn server_phase(cfg: &Config, systems: &[Sys], floor: Option<&mut Stdio>, rep: &mut Report) {
     let exe = std::env::current_exe().expect("the running bench knows its own path");
-    match crate::proc::tree_rss_kib(p.pid(), &exe) {
-        Some(k) => rep.set(
-            W6,
-            "idle, with its helper processes (not the echo child)",
-            "MiB",
-            Better::Lower,
-            sys,
-            mib(k),
-        ),
-        None => rep.note(format!("{}: no RSS for its process tree", sys.label())),
+    let mut up = Vec::new();
+    for &sys in systems {
+        match cfg.start_server(sys, Transport::Streamable) {
+            Ok((p, addr, _)) => up.push((sys, p, addr)),
+            Err(e) => rep.note(format!("{}: server mode: {e}", sys.label())),
+        }
+    }
+    thread::sleep(IDLE_SETTLE);
+    for (sys, p, _) in &up {
+        rss_row(rep, "idle after start-up", *sys, p);
+        match crate::proc::tree_rss_kib(p.pid(), &exe) {
+            Some(k) => rep.set(
+                W6,
+                "idle, with its helper processes (not the echo child)",
+                "MiB",
+                Better::Lower,
+                *sys,
+                mib(k),
+            ),
+            None => rep.note(format!("{}: no RSS for its process tree", sys.label())),
+        }
     }
 
-    let mut c = Streamable::open(addr, "/mcp")?;
-    match measure(&mut c, WARMUP_CALLS, LATENCY_CALLS) {
-        Ok(lat) => latency_rows(rep, W1, sys, lat),
-        Err(e) => rep.note(format!("{}: {W1}: {e}", sys.label())),
+    // Workload 1: the floor and every system in turns.
+    let mut sessions = Vec::new();
+    for (sys, _, addr) in &up {
+        match Streamable::open(*addr, "/mcp") {
+            Ok(c) => sessions.push((*sys, c)),
+            Err(e) => rep.note(format!("{}: {W1}: {e}", sys.label())),
+        }
     }
-    drop(c);
-
-    let t = throughput(&open_streamable(addr), SESSIONS, THROUGHPUT_TIME, None);
-    tput_rows(rep, W3, sys, &t);
-
-    let t0 = Instant::now();
-    let t = throughput(
-        &open_streamable(addr),
-        SESSIONS,
-        MANY_CALLS_CAP,
-        Some(MANY_CALLS),
-    );
-    let _ = t0;
-    rss_row(rep, "after 100,000 calls (32 sessions)", sys, &p);
-    if t.calls < MANY_CALLS {
+    let mut callers: Vec<(Sys, &mut dyn Caller)> = Vec::new();
+    if let Some(f) = floor {
+        callers.push((Sys::Floor, f));
+    }
+    for (sys, c) in sessions.iter_mut() {
+        callers.push((*sys, c));
+    }
+    let series = interleaved(&mut callers, WARMUP_CALLS, LATENCY_ROUNDS, LATENCY_CALLS);
+    let mut medians = Vec::new();
+    for ((sys, _), r) in callers.iter().zip(series) {
+        match r {
+            Ok(lat) => {
+                medians.push((*sys, round_medians(&lat, LATENCY_ROUNDS)));
+                latency_rows(rep, W1, *sys, lat);
+            }
+            Err(e) => rep.note(format!("{}: {W1}: {e}", sys.label())),
+        }
+    }
+    drop(callers);
+    drop(sessions);
+    let floor_m = medians
+        .iter()
+        .find(|(s, _)| *s == Sys::Floor)
+        .map(|(_, m)| m.clone());
+    if let (Some(f), Some((_, o))) = (floor_m, medians.iter().find(|(s, _)| *s == Sys::Ours)) {
+        let per: Vec<String> = o
+            .iter()
+            .zip(&f)
+            .map(|(o, f)| format!("+{}", fmt_num(o - f)))
+            .collect();
         rep.note(format!(
-            "{}: only {} calls fit in the {MANY_CALLS_CAP:?} cap of the 100,000-call memory run; its RSS is after those (and the calls of workloads 1 and 3 before them)",
-            sys.label(),
-            t.calls,
+            "1: ours over the floor, p50 of each of the {LATENCY_ROUNDS} rounds (µs): {}",
+            per.join(", ")
         ));
     }
-    if !t.errors.is_empty() {
-        rep.note(format!(
-            "{}: 100,000-call run: {} session errors, first: {}",
-            sys.label(),
-            t.errors.len(),
-            t.errors[0]
-        ));
+
+    // Workload 3: every system in turns, THROUGHPUT_ROUNDS times.
+    let mut runs: Vec<(Sys, Vec<Tput>)> = up.iter().map(|(s, _, _)| (*s, Vec::new())).collect();
+    for _ in 0..THROUGHPUT_ROUNDS {
+        for ((_, _, addr), (_, r)) in up.iter().zip(runs.iter_mut()) {
+            r.push(throughput(
+                &open_streamable(*addr),
+                SESSIONS,
+                THROUGHPUT_TIME,
+                None,
+            ));
+        }
     }
-    Ok(())
+    let mut rounds_note = Vec::new();
+    for (sys, mut r) in runs {
+        r.sort_by(|a, b| (a.calls as f64 / a.secs).total_cmp(&(b.calls as f64 / b.secs)));
+        rounds_note.push(format!(
+            "{} {}",
+            sys.label(),
+            r.iter()
+                .map(|t| fmt_num(t.calls as f64 / t.secs))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+        let mid = r.len() / 2;
+        let mut median = r.swap_remove(mid);
+        // The p99 is over every call of every round.
+        for t in r {
+            median.lat.extend(t.lat);
+            median.errors.extend(t.errors);
+        }
+        median.lat.sort_unstable();
+        tput_rows(rep, W3, sys, &median);
+    }
+    rep.note(format!(
+        "3: calls/s is the median of {THROUGHPUT_ROUNDS} rounds of {THROUGHPUT_TIME:?} per system, the systems taking turns; p99 is over all rounds. Rounds, slowest first: {}",
+        rounds_note.join("; ")
+    ));
+
+    for (sys, p, addr) in up {
+        let t = throughput(
+            &open_streamable(addr),
+            SESSIONS,
+            MANY_CALLS_CAP,
+            Some(MANY_CALLS),
+        );
+        rss_row(rep, "after 100,000 calls (32 sessions)", sys, &p);
+        if t.calls < MANY_CALLS {
+            rep.note(format!(
+                "{}: only {} calls fit in the {MANY_CALLS_CAP:?} cap of the 100,000-call memory run; its RSS is after those (and the calls of workloads 1 and 3 before them)",
+                sys.label(),
+                t.calls,
+            ));
+        }
+        if !t.errors.is_empty() {
+            rep.note(format!(
+                "{}: 100,000-call run: {} session errors, first: {}",
+                sys.label(),
+                t.errors.len(),
+                t.errors[0]
+            ));
+        }
+    }
 }
 
-fn sse_mode(cfg: &Config, sys: Sys, rep: &mut Report) -> io::Result<()> {
+/// Workload 2 (in turns with the floor, for ours), then the stream and
+/// burst readings, each on a fresh process.
+fn sse_mode(cfg: &Config, sys: Sys, floor: Option<&mut Stdio>, rep: &mut Report) -> io::Result<()> {
     let (p, addr, _) = cfg.start_server(sys, Transport::Sse)?;
     let mut c = Legacy::open(addr, "/sse")?;
-    match measure(&mut c, WARMUP_CALLS, LATENCY_CALLS) {
-        Ok(lat) => latency_rows(rep, W2, sys, lat),
-        Err(e) => rep.note(format!("{}: {W2}: {e}", sys.label())),
+    let mut callers: Vec<(Sys, &mut dyn Caller)> = Vec::new();
+    if let Some(f) = floor {
+        callers.push((Sys::Floor, f));
     }
+    callers.push((sys, &mut c));
+    let series = interleaved(&mut callers, WARMUP_CALLS, LATENCY_ROUNDS, LATENCY_CALLS);
+    for ((s, _), r) in callers.iter().zip(series) {
+        match r {
+            Ok(lat) => latency_rows(rep, W2, *s, lat),
+            Err(e) => rep.note(format!("{}: {W2}: {e}", s.label())),
+        }
+    }
+    drop(callers);
     drop(c);
     drop(p);
 

@@ -227,34 +227,66 @@ fn hdr(k: &str, v: &str) -> Header {
 /// What a client whose body stalled is told (with 408 Request Timeout).
 pub fn body_timeout_message(timeout: Option<Duration>) -> String {
     let secs = timeout.map_or(0, |t| t.as_secs());
-    format!("Request Timeout: the body stalled for more than {secs} s (--header-timeout)")
+    format!(
+        "Request Timeout: the body stalled for more than {secs} s, or came in slower than {BODY_MIN_RATE} bytes/s after its first {secs} s (--header-timeout)"
+    )
 }
+
+/// The slowest a request body may come in once `--header-timeout` has
+/// passed since the handler started reading it: each byte received buys
+/// 1/BODY_MIN_RATE s more (Apache's mod_reqtimeout `MinRate`, and its
+/// default). Without it, a client sending a byte just before each read
+/// timeout would hold its connection thread for hours.
+pub const BODY_MIN_RATE: u64 = 500;
 
 /// Why a body could not be read.
 pub enum BodyError {
     TooLarge,
     /// A read waited longer than `--header-timeout` (the socket's read
-    /// timeout) for the next bytes: a body that stalls or trickles.
+    /// timeout) for the next bytes, or the body trickled in below
+    /// [`BODY_MIN_RATE`].
     TimedOut,
     Io,
 }
 
-/// Reads the request body, refusing more than `limit` bytes. tiny_http
-/// reads a body of up to 1 KiB itself before handing the request over (and
-/// answers 408 when it stalls); a larger one is read here.
-pub fn read_body(rq: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+/// Reads a request body of at most `limit` bytes. With a `timeout`, the
+/// body must come in within it plus 1/[`BODY_MIN_RATE`] s per byte.
+pub fn read_body(
+    rq: &mut Request,
+    limit: usize,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, BodyError> {
     if rq.body_length().is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
-    let mut buf = Vec::new();
-    rq.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| match e.kind() {
+    let start = std::time::Instant::now();
+    let mut buf = Vec::with_capacity(rq.body_length().unwrap_or(0).min(limit));
+    let mut r = rq.as_reader().take(limit as u64 + 1);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // A socket read timeout is EAGAIN (WouldBlock) on Linux.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => BodyError::TimedOut,
-            _ => BodyError::Io,
-        })?;
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(BodyError::TimedOut)
+            }
+            Err(_) => return Err(BodyError::Io),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(t) = timeout {
+            let earned = Duration::from_millis(buf.len() as u64 * 1000 / BODY_MIN_RATE);
+            if start.elapsed() > t + earned {
+                return Err(BodyError::TimedOut);
+            }
+        }
+    }
     if buf.len() > limit {
         return Err(BodyError::TooLarge);
     }

@@ -68,7 +68,7 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, query: &str, cors: &[(Str
     if !http::is_json_type(http::header(&rq, "Content-Type")) {
         return text(rq, 400, "Invalid Content-Type header");
     }
-    let body = match http::read_body(&mut rq, ctx.args.max_body_bytes) {
+    let body = match http::read_body(&mut rq, ctx.args.max_body_bytes, ctx.args.header_timeout) {
         Ok(b) => b,
         Err(http::BodyError::TooLarge) => {
             return text(

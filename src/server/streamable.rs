@@ -93,7 +93,7 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             cors,
         );
     }
-    let body = match http::read_body(&mut rq, ctx.args.max_body_bytes) {
+    let body = match http::read_body(&mut rq, ctx.args.max_body_bytes, ctx.args.header_timeout) {
         Ok(b) => b,
         Err(http::BodyError::TooLarge) => {
             let msg = format!(

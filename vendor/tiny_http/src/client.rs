@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -99,6 +99,49 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
+            // Patched for mcp-proxy: what is already buffered is scanned up
+            // to the next '\n' at once; only bytes that must come from the
+            // connection go one by one through the slow path below, which
+            // also applies the deadline (it needs no clock for buffered
+            // bytes). The budget counts the same bytes either way.
+            if budget.deadline.is_some() || budget.timeout.is_none() {
+                if let Some(r) = self.next_header_source.buffered_mut() {
+                    let avail = r.buffer();
+                    if !avail.is_empty() {
+                        let nl = avail.iter().position(|&b| b == b'\n');
+                        let n = nl.map_or(avail.len(), |i| i + 1);
+                        if n > budget.left {
+                            return Err(ReadError::HeadTooLarge);
+                        }
+                        budget.left -= n;
+                        let chunk = &avail[..n];
+                        let ends_line = nl.is_some()
+                            && if n >= 2 {
+                                chunk[n - 2] == b'\r'
+                            } else {
+                                prev_byte_was_cr
+                            };
+                        if ends_line {
+                            if n >= 2 {
+                                buf.extend_from_slice(&chunk[..n - 2]);
+                            } else {
+                                buf.pop(); // the '\r' that ended the last chunk
+                            }
+                            r.consume(n);
+                            return AsciiString::from_ascii(buf).map_err(|_| {
+                                ReadError::ReadIoError(IoError::new(
+                                    ErrorKind::InvalidInput,
+                                    "Header is not in ASCII",
+                                ))
+                            });
+                        }
+                        prev_byte_was_cr = chunk[n - 1] == b'\r';
+                        buf.extend_from_slice(chunk);
+                        r.consume(n);
+                        continue;
+                    }
+                }
+            }
             // The clock is read only when a byte has to come from the
             // connection: reading it for each buffered byte of the head
             // cost more than the rest of the parse.
@@ -199,7 +242,13 @@ impl ClientConnection {
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
-        let request = crate::request::new_request(
+        // Patched for mcp-proxy: a small body read before the hand-over
+        // gets one more header timeout after the head's own deadline.
+        let body_deadline = budget
+            .deadline
+            .zip(budget.timeout)
+            .map(|(d, t)| d + t);
+        let request = crate::request::new_request_until(
             self.secure,
             method,
             path,
@@ -208,6 +257,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            body_deadline,
         )
         .map_err(|e| {
             use crate::request;

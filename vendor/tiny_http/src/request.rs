@@ -133,8 +133,42 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
+    source_data: R,
+    writer: W,
+) -> Result<Request, RequestCreationError>
+where
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
+{
+    new_request_until(
+        secure,
+        method,
+        path,
+        version,
+        headers,
+        remote_addr,
+        source_data,
+        writer,
+        None,
+    )
+}
+
+/// Patched for mcp-proxy: [`new_request`], where a small body (read here,
+/// before the request is handed over) that is not complete by
+/// `body_deadline` fails as a timed-out read. Each read is bounded by the
+/// socket's read timeout already; the deadline bounds them all together,
+/// so a body trickled a byte per timeout cannot hold the thread for hours.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_request_until<R, W>(
+    secure: bool,
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    body_deadline: Option<std::time::Instant>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -208,6 +242,13 @@ where
                 }
 
                 offset += read;
+                if offset != content_length
+                    && body_deadline.is_some_and(|d| std::time::Instant::now() > d)
+                {
+                    let info = "the request body came in too slowly";
+                    let err = IoError::new(ErrorKind::TimedOut, info);
+                    return Err(RequestCreationError::CreationIoError(err));
+                }
             }
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>

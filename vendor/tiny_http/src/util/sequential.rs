@@ -133,6 +133,16 @@ impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
             _ => false,
         }
     }
+
+    /// Patched for mcp-proxy: the buffered reader itself while it is this
+    /// reader's turn, so that a request head can be scanned line by line
+    /// out of its buffer instead of byte by byte through `Read`.
+    pub fn buffered_mut(&mut self) -> Option<&mut std::io::BufReader<R>> {
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader),
+            _ => None,
+        }
+    }
 }
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
