@@ -1151,6 +1151,34 @@ impl Router {
         }
     }
 
+    /// The child tears down a `subscriptions/listen` of a 2026-07-28
+    /// request (LC-42, LC-83): the client gets the cancellation with its own
+    /// id, and the stream ends without a response. False when `rid` names
+    /// no such request.
+    fn listen_torn_down(&mut self, m: &Message, rid: &str) -> bool {
+        let Some(up) = rid.parse::<u64>().ok() else {
+            return false;
+        };
+        let Some(inf) = self.inflight.get(&up) else {
+            return false;
+        };
+        let modern = self
+            .sessions
+            .get(&inf.session)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if !modern {
+            return false;
+        }
+        let (sid, route, orig) = (inf.session.clone(), inf.route, inf.orig_id.clone());
+        if let Some(out) = m.replace_raw(&["params", "requestId"], &orig) {
+            if let Some(r) = self.related_route(&sid, route) {
+                self.deliver(&sid, r, out, false);
+            }
+        }
+        self.drop_inflight(up);
+        true
+    }
+
     /// A log message from the child goes to a 2026-07-28 request only when
     /// it can only be about that request (the only one in flight) and the
     /// request asked for this level in `_meta` (LC-23, SX-07).
@@ -1375,6 +1403,9 @@ impl Router {
                 let Some(rid) = m.get_raw(&["params", "requestId"]) else {
                     return;
                 };
+                if self.listen_torn_down(&m, rid) {
+                    return;
+                }
                 let found = self
                     .server_requests
                     .iter()

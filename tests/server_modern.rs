@@ -687,6 +687,28 @@ fn lc80_lc83_listen_streams_get_their_tagged_notifications_only() {
 }
 
 #[test]
+fn lc42_a_listen_torn_down_by_the_server_gets_the_cancel_with_its_own_id() {
+    let p = Proxy::start(&[]);
+    let url = mcp(&p);
+    let l = listen(&url, json!("L9"), json!({"toolsListChanged": true}));
+    let _ack = l.next_json();
+    assert_eq!(
+        modern_text(&url, "e", "end_listens", json!({"abrupt": true})),
+        "ended 1"
+    );
+    let c = l.next_json();
+    assert_eq!(c["method"], "notifications/cancelled", "{c}");
+    assert_eq!(
+        c["params"]["requestId"], "L9",
+        "the client's id (RL-03): {c}"
+    );
+    assert!(l.next().is_none(), "the stream ends with the subscription");
+    p.wait_status("nothing in flight", |s| {
+        s["servers"]["default"]["requests_in_flight"] == 0
+    });
+}
+
+#[test]
 fn lc83_sx08_closing_a_listen_cancels_it_and_keepalives_flow() {
     let p = Proxy::start(&["--keepalive", "1"]);
     let url = mcp(&p);

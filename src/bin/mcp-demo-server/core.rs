@@ -402,7 +402,7 @@ impl Session {
                 self.text(id, format!("notified {n}"))
             }
             "end_listens" => {
-                let n = self.end_listens();
+                let n = self.end_listens(args["abrupt"].as_bool().unwrap_or(false));
                 self.text(id, format!("ended {n}"))
             }
             other => self.fail(id, jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {other}")),
@@ -517,8 +517,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "end_listens",
-            "Ends every subscriptions/listen with its final result",
-            json!({}),
+            "Ends every subscriptions/listen with its final result, or if abrupt with notifications/cancelled",
+            json!({"abrupt": {"type": "boolean"}}),
         ),
     ]
 }
@@ -682,16 +682,28 @@ impl Session {
         n
     }
 
-    /// Ends every listen gracefully: its final result names the
-    /// subscription (LC-83). Returns how many.
-    fn end_listens(&self) -> usize {
+    /// Ends every listen: gracefully, with a final result naming the
+    /// subscription (LC-83), or with `abrupt` by tearing it down with
+    /// `notifications/cancelled` (LC-42). Returns how many.
+    fn end_listens(&self, abrupt: bool) -> usize {
         let ids: Vec<String> = {
             let mut st = self.state.lock().unwrap();
-            st.listens.drain().map(|(id, _)| id).collect()
+            let ids: Vec<String> = st.listens.drain().map(|(id, _)| id).collect();
+            for id in &ids {
+                st.modern.remove(id);
+            }
+            ids
         };
         for id in &ids {
             let sub: Value = serde_json::from_str(id).expect("a raw id is JSON");
-            self.reply(id, json!({"_meta": {META_SUBSCRIPTION: sub}}));
+            if abrupt {
+                let line = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": sub, "reason": "the server ends the subscription"}});
+                self.send(Some(id), line.to_string());
+            } else {
+                let mut result = json!({"_meta": {META_SUBSCRIPTION: sub}});
+                self.modern_result(&mut result);
+                self.send(Some(id), jsonrpc::result_reply(id, &result.to_string()));
+            }
         }
         ids.len()
     }
