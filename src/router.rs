@@ -85,8 +85,9 @@ pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const FAILED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Requests held while a child (re)starts; more are refused at once.
 pub const MAX_PENDING: usize = 1024;
-/// How long the child gets to answer the proxy's `server/discover` probe
-/// (2026-07-28 requests wait for it) before they are relayed unchecked.
+/// The longest the child gets to answer the proxy's `server/discover`
+/// probe (2026-07-28 requests wait for it; a shorter `--init-timeout`
+/// applies too); silence counts as a legacy server (ST-15).
 pub const ERA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the current child, initialized by the proxy, still serves
@@ -96,12 +97,12 @@ pub const ERA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// right after `initialize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Era {
-    /// Not asked yet, or the child did not answer in time: relayed as is.
+    /// Not asked yet: relayed as is.
     Unknown,
     /// Its discover result lists a modern version.
     Both,
-    /// It refused discover or listed no modern version: modern requests
-    /// are refused by the proxy (RL-11: reject cleanly).
+    /// It refused discover, listed no modern version or did not answer in
+    /// time: modern requests are refused by the proxy (RL-11: reject cleanly).
     LegacyOnly,
 }
 
@@ -638,12 +639,11 @@ impl Router {
                 self.child_gone(format!("did not answer initialize within {secs} s"), None);
             }
             if self.era_probe.is_some_and(|(_, at)| now >= at) {
-                log::warn!(
-                    "server '{}' did not answer server/discover within {} s; 2026-07-28 requests are relayed to it unchecked",
-                    self.name,
-                    ERA_PROBE_TIMEOUT.as_secs()
+                log::info!(
+                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests, mcp-proxy refuses them",
+                    self.name
                 );
-                self.era_known(Era::Unknown);
+                self.era_known(Era::LegacyOnly);
             }
             if self.restart_at.is_some_and(|at| now >= at) {
                 self.restarts += 1;
@@ -1032,7 +1032,11 @@ impl Router {
     fn probe_era(&mut self) {
         let up = self.fresh_id();
         self.era = Era::Unknown;
-        self.era_probe = Some((up, Instant::now() + ERA_PROBE_TIMEOUT));
+        let wait = self
+            .cfg
+            .init_timeout
+            .map_or(ERA_PROBE_TIMEOUT, |t| t.min(ERA_PROBE_TIMEOUT));
+        self.era_probe = Some((up, Instant::now() + wait));
         let modern = crate::server::modern::MODERN_VERSIONS;
         let line = json!({"jsonrpc": "2.0", "id": up, "method": "server/discover", "params": {"_meta": {
             crate::server::modern::META_PROTOCOL_VERSION: modern[modern.len() - 1],

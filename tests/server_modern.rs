@@ -851,6 +851,35 @@ fn lc22_server_discover_is_relayed_and_a_legacy_child_makes_clients_fall_back() 
 }
 
 #[test]
+fn st15_a_child_silent_on_discover_counts_as_legacy() {
+    // The probe waits at most --init-timeout (and 5 s): then the child is
+    // taken for a legacy server, as ST-15 says a client should.
+    let silent = format!("{} --legacy-only --silent-discover", demo_bin());
+    let mut p = Proxy::start(&["--init-timeout", "1", "--named-server", "quiet", &silent]);
+    let url = format!("{}/servers/quiet/mcp", p.url);
+    let (status, v) = json_reply(post(
+        &url,
+        &modern(json!("d"), "server/discover", json!({})),
+    ));
+    assert_eq!(
+        (status, v["error"]["code"].clone(), v["id"].clone()),
+        (404, json!(-32601), json!("d")),
+        "{v}"
+    );
+    p.proc
+        .wait_stderr("did not answer server/discover in time", common::WAIT);
+    let (status, v) = json_reply(post(
+        &url,
+        &modern_call(json!(1), "echo", json!({"text": "x"})),
+    ));
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!(-32022)),
+        "{v}"
+    );
+}
+
+#[test]
 fn lc23_log_messages_reach_a_modern_call_only_when_it_asked_for_them() {
     let p = Proxy::start(&[]);
     let url = mcp(&p);

@@ -41,6 +41,9 @@ pub struct Config {
     /// Speak only the legacy era: no `server/discover`, no 2026-07-28
     /// `_meta` handling (a server from before 2026-07-28).
     pub legacy_only: bool,
+    /// Never answer `server/discover` (a legacy server that stays silent
+    /// on methods it does not know).
+    pub silent_discover: bool,
 }
 
 #[derive(Default)]
@@ -184,6 +187,9 @@ impl Session {
     fn request(&self, id: &str, m: &Message) {
         let method = m.method().unwrap_or("");
         let p = m.params().cloned().unwrap_or(json!({}));
+        if method == "server/discover" && self.cfg.silent_discover {
+            return;
+        }
         if self.state.lock().unwrap().modern.contains(id) && self.modern_request(id, method, &p) {
             return;
         }
