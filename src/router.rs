@@ -1016,7 +1016,11 @@ impl Router {
         };
         self.progress.remove(&up.to_string());
         let mut line = m.with_id_raw(&inf.orig_id);
-        if line.contains(META_SUBSCRIPTION_ID) {
+        let modern = self
+            .sessions
+            .get(&inf.session)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if modern && line.contains(META_SUBSCRIPTION_ID) {
             // A listen ended by the server names its subscription (LC-83),
             // whose id is the listen request's: the client's own (RL-03).
             let path = ["result", "_meta", META_SUBSCRIPTION_ID];
