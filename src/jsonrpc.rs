@@ -437,7 +437,8 @@ pub fn object_keys(text: &str, path: &[&str]) -> Option<Vec<String>> {
     }
 }
 
-fn array_elements(text: &str) -> Option<Vec<Range<usize>>> {
+/// The byte ranges of the elements of the JSON array `text`.
+pub fn array_elements(text: &str) -> Option<Vec<Range<usize>>> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'[') {

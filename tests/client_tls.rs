@@ -195,5 +195,21 @@ fn certificates_are_verified_against_the_roots_a_ca_bundle_or_not_at_all() {
         r["result"]["serverInfo"]["name"], "mcp-demo-server",
         "--no-verify-ssl skips the check: {r}"
     );
+
+    // RL-10: 2026-07-28 requests run each on an agent of their own (so that
+    // a cancel closes only theirs), under the same certificate checks.
+    let modern = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let through = |args: &[&str]| {
+        let mut p = Proc::spawn(proxy_bin(), args);
+        p.send_json(&modern);
+        p.recv_response(&json!(1))
+    };
+    let r = through(&[&url]);
+    let e = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(e.contains("certificate"), "modern, no CA: {r}");
+    let r = through(&["--verify-ssl", ca, &url]);
+    assert!(r["result"]["tools"].is_array(), "modern, with the CA: {r}");
     let _ = std::fs::remove_dir_all(&dir);
 }

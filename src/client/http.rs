@@ -16,6 +16,8 @@ use std::fmt;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectionDetails, Connector, DefaultConnector, Transport};
 
 /// How long a TCP (and TLS) connect may take before the remote counts as
 /// unreachable.
@@ -45,6 +47,9 @@ impl fmt::Display for SetupError {
 /// The remote as every link thread sees it: shared read-only.
 pub struct Remote {
     agent: ureq::Agent,
+    /// Shared by `agent` and every [`Remote::exchange_agent`], so that the
+    /// TLS set-up is built once.
+    connector: Arc<DefaultConnector>,
     /// Sent on every request, in order; auth last so it wins.
     headers: Vec<(String, String)>,
     oauth: Option<OAuthState>,
@@ -105,16 +110,22 @@ impl Remote {
         // as long as they need (DESIGN.md, ureq trap). Statuses are data.
         // A remote that takes a connection and never answers fails the
         // request after --response-timeout (until the response head only).
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_response(args.response_timeout)
             .tls_config(tls.build())
             .user_agent(format!("mcp-proxy/{}", crate::cli::VERSION))
-            .build()
-            .into();
+            .build();
+        let connector = Arc::new(DefaultConnector::new());
+        let agent = ureq::Agent::with_parts(
+            config,
+            Shared(connector.clone()),
+            DefaultResolver::default(),
+        );
         Ok(Arc::new(Remote {
             agent,
+            connector,
             headers: request_headers(args),
             oauth: args.oauth.clone().map(|cfg| OAuthState {
                 cfg,
@@ -247,10 +258,17 @@ impl Remote {
         ))
     }
 
-    /// One request. `extra` headers come after the configured ones. A 401
-    /// is met once: with OAuth2, by a freshly fetched token (the remote
-    /// revoked or rotated the old one early); with `--digest`, by answering
-    /// its Digest challenge. A second 401 is the caller's to report.
+    /// An agent of its own for one exchange, with its own connection, so
+    /// that [`ureq::Agent::shutdown`] closes that exchange and nothing else
+    /// (a 2026-07-28 cancel, LC-42). Same configuration as the main agent.
+    pub fn exchange_agent(&self) -> ureq::Agent {
+        ureq::Agent::with_parts(
+            self.agent.config().clone(),
+            Shared(self.connector.clone()),
+            DefaultResolver::default(),
+        )
+    }
+
     pub fn send(
         &self,
         method: &str,
@@ -258,8 +276,29 @@ impl Remote {
         extra: &[(&str, &str)],
         body: Option<&str>,
     ) -> Result<Response, String> {
-        let (res, used) =
-            self.attempt(method, url, extra, body, self.digest_header(method, url))?;
+        self.send_on(&self.agent, method, url, extra, body)
+    }
+
+    /// One request. `extra` headers come after the configured ones. A 401
+    /// is met once: with OAuth2, by a freshly fetched token (the remote
+    /// revoked or rotated the old one early); with `--digest`, by answering
+    /// its Digest challenge. A second 401 is the caller's to report.
+    pub fn send_on(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Result<Response, String> {
+        let (res, used) = self.attempt(
+            agent,
+            method,
+            url,
+            extra,
+            body,
+            self.digest_header(method, url),
+        )?;
         if res.status().as_u16() != 401 {
             return Ok(res);
         }
@@ -270,7 +309,7 @@ impl Remote {
                 display_url(url)
             );
             drop(res);
-            let (res, _) = self.attempt(method, url, extra, body, None)?;
+            let (res, _) = self.attempt(agent, method, url, extra, body, None)?;
             if res.status().as_u16() == 401 {
                 log::error!(
                     "{method} {}: the remote refused a freshly fetched OAuth2 token too (401); check the client credentials",
@@ -285,7 +324,14 @@ impl Remote {
                 display_url(url)
             );
             return self
-                .attempt(method, url, extra, body, self.digest_header(method, url))
+                .attempt(
+                    agent,
+                    method,
+                    url,
+                    extra,
+                    body,
+                    self.digest_header(method, url),
+                )
                 .map(|(res, _)| res);
         }
         Ok(res)
@@ -294,6 +340,7 @@ impl Remote {
     /// One try; returns the response and the OAuth2 token it carried.
     fn attempt(
         &self,
+        agent: &ureq::Agent,
         method: &str,
         url: &str,
         extra: &[(&str, &str)],
@@ -332,16 +379,32 @@ impl Remote {
             Some(body) => b
                 .body(body.to_owned())
                 .map_err(|e| format!("bad request: {e}"))
-                .and_then(|r| self.agent.run(r).map_err(|e| describe(&e))),
+                .and_then(|r| agent.run(r).map_err(|e| describe(&e))),
             None => b
                 .body(())
                 .map_err(|e| format!("bad request: {e}"))
-                .and_then(|r| self.agent.run(r).map_err(|e| describe(&e))),
+                .and_then(|r| agent.run(r).map_err(|e| describe(&e))),
         };
         if let Ok(r) = &res {
             log::debug!("{method} {} -> {}", display_url(url), r.status().as_u16());
         }
         res.map(|r| (r, bearer))
+    }
+}
+
+/// The one connector chain (TCP, TLS) behind every agent.
+#[derive(Debug)]
+struct Shared(Arc<DefaultConnector>);
+
+impl Connector for Shared {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        self.0.connect(details, chained)
     }
 }
 

@@ -11,7 +11,8 @@
 //! - `stdin` reads lines (bounded by `--max-message-size`) until EOF;
 //! - `stdout` writes lines until its channel closes or the pipe breaks;
 //! - `signals` turns SIGTERM/SIGINT/SIGHUP into an event;
-//! - per exchange: `post` threads (at most [`MAX_POSTS`] at once), the
+//! - per exchange: `post` threads (at most [`MAX_POSTS`] legacy and as
+//!   many 2026-07-28 exchanges at once), the
 //!   `get-stream`, and for HTTP+SSE `sse-stream` and `sse-post`
 //!   (streamable.rs, sse_link.rs).
 //!
@@ -59,11 +60,38 @@
 //! member in flight gets an error on its own line; so no reply can be
 //! routed to the wrong place.
 //!
-//! Not handled: the 2026-07-28 per-request headers (RL-10). Batches from
-//! the remote are split into single lines.
+//! 2026-07-28 ("modern", stateless; TRANSPORTS §5, RL-10): a stdin request
+//! whose `params._meta` names a protocol version later than 2025-11-25 is
+//! sent on its own, outside the session machinery above: a POST with no
+//! `Mcp-Session-Id` and no `Last-Event-ID`, carrying `MCP-Protocol-Version`,
+//! `Mcp-Method`, `Mcp-Name` and the `Mcp-Param-*` mirrored from the tool
+//! schemas learnt from relayed `tools/list` results (modern.rs), where tools
+//! with invalid `x-mcp-header` annotations are also dropped (SX-26). The era
+//! is per request: after a legacy `initialize`, modern requests still go
+//! stateless beside the session (a dual-era remote may serve both; a
+//! legacy-only one answers with an error, which is relayed). Each exchange
+//! has its own connection (`Remote::exchange_agent`), so that a
+//! `notifications/cancelled` from stdin closes exactly that one (LC-42,
+//! RL-06 B) and is not POSTed; nothing more is written for the id. Replies
+//! are JSON or SSE (SX-06); a stream that breaks fails the request with an
+//! error saying to re-issue it under a new id (SX-09), and is never resumed
+//! or resent by the proxy. A 4xx with a JSON-RPC error body is relayed as
+//! that error under the client's id; other failures get our own error.
+//! After a 400 HeaderMismatch (-32020) on a `tools/call`, `tools/list` is
+//! fetched again out of sight and the call is sent once more, under the
+//! same id: a 400 means the remote rejected it unprocessed (SX-27).
+//! `subscriptions/listen` is an exchange like any other whose stream stays
+//! open; a `notifications/cancelled` from the remote naming it ends it
+//! quietly (LC-42). Modern exchanges run side by side, at most
+//! [`MAX_POSTS`] at once (beside as many legacy POSTs), more wait in order;
+//! each runs on a `post` worker. No notification is POSTed in this era
+//! (SX-05), and batches do not exist in it.
+//!
+//! Batches from the remote are split into single lines.
 
 pub mod digest;
 mod http;
+mod modern;
 mod sse_link;
 mod streamable;
 
@@ -81,6 +109,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 use streamable::SessionHeaders;
 
+/// JSON-RPC error code HeaderMismatch (SX-20, SX-27).
+const HEADER_MISMATCH: i64 = -32020;
 /// Most POST exchanges running at once; more wait in a queue.
 pub const MAX_POSTS: usize = 64;
 /// How long requests still in flight may finish after stdin closes.
@@ -129,6 +159,16 @@ pub enum Event {
     StreamEnded {
         gen: u64,
         kind: StreamKind,
+        outcome: Outcome,
+    },
+    /// A message on the reply to the 2026-07-28 request `id`.
+    ModernMsg {
+        id: String,
+        msg: Message,
+    },
+    /// The exchange of the 2026-07-28 request `id` is over.
+    ModernDone {
+        id: String,
         outcome: Outcome,
     },
     /// An SSE event over `--max-message-size` on the stream named `what`
@@ -232,6 +272,18 @@ struct Batch {
     replies: Vec<String>,
 }
 
+/// A 2026-07-28 request in flight: its own exchange, on its own agent.
+struct ModernCall {
+    msg: Message,
+    /// Shutting it down closes the exchange's connection: the cancel.
+    agent: ureq::Agent,
+    /// Already sent again after a HeaderMismatch (SX-26: once).
+    retried: bool,
+    /// Our own `tools/list` re-fetch, made for the `tools/call` with this
+    /// id: its reply updates the schemas and is not written to stdout.
+    refetch_for: Option<String>,
+}
+
 /// The one protocol revision with JSON-RPC batches (JR-09).
 const BATCH_VERSION: &str = "2025-03-26";
 
@@ -292,6 +344,13 @@ struct Router {
     /// Notification and response POSTs not yet acknowledged: nothing sent
     /// after one may start before it is (see `post`).
     unacked: usize,
+    /// 2026-07-28 requests in flight by raw id, and those waiting for one
+    /// of the [`MAX_POSTS`] slots they have apart from the legacy POSTs.
+    modern: HashMap<String, ModernCall>,
+    modern_wait: VecDeque<Message>,
+    /// `x-mcp-header` annotations of the remote's tools (SX-26).
+    tools: modern::Tools,
+    refetches: u64,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -357,6 +416,10 @@ pub fn run(args: &Args) -> ExitCode {
         detached: std::collections::HashSet::new(),
         backlog: VecDeque::new(),
         unacked: 0,
+        modern: HashMap::new(),
+        modern_wait: VecDeque::new(),
+        tools: modern::Tools::new(),
+        refetches: 0,
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -512,6 +575,8 @@ impl Router {
             }
             Event::Endpoint { gen, data } => self.endpoint(gen, &data),
             Event::Posted { gen, job, outcome } => self.posted(gen, job, outcome),
+            Event::ModernMsg { id, msg } => self.modern_message(id, msg),
+            Event::ModernDone { id, outcome } => self.modern_done(id, outcome),
             Event::StreamEnded { gen, kind, outcome } => self.stream_ended(gen, kind, outcome),
             Event::Oversized { gen, big, what } => self.oversized(gen, big, what),
         }
@@ -571,6 +636,14 @@ impl Router {
     fn local(&mut self, m: Message) {
         if self.exit.is_some() {
             return;
+        }
+        let cancel =
+            m.kind() == Kind::Notification && m.method() == Some("notifications/cancelled");
+        if cancel && self.modern_cancel(&m) {
+            return;
+        }
+        if modern::version_of(&m).is_some() {
+            return self.modern_local(m);
         }
         match (m.kind(), m.method()) {
             (Kind::Request, Some("initialize")) => {
@@ -814,6 +887,237 @@ impl Router {
             job,
             self.tx.clone(),
         );
+    }
+
+    // ---- 2026-07-28 requests (modern.rs) ----
+
+    /// A stdin message naming a modern version. Requests each go as a POST
+    /// of their own, whatever the legacy session does: the era is per
+    /// request (a dual-era server MAY serve both, TRANSPORTS §0), and none
+    /// of them needs the session. 2026-07-28 defines no client notification
+    /// over HTTP (SX-05; the cancel is handled here), so notifications stay.
+    fn modern_local(&mut self, m: Message) {
+        let id = match (m.kind(), m.id()) {
+            (Kind::Request, Some(id)) => id.to_owned(),
+            (kind, _) => {
+                return log::warn!(
+                    "stdin: a 2026-07-28 {kind:?} ({}) has nothing to go to over HTTP; dropped",
+                    m.method().unwrap_or("response")
+                )
+            }
+        };
+        if self.batch_of.contains_key(&id) {
+            // Batches belong to 2025-03-26; the entry ends the batch's wait.
+            let line = jsonrpc::error_reply(
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                "Invalid Request: a 2026-07-28 request cannot be part of a batch; send it on its own line",
+                None,
+            );
+            return self.reply(&id, line);
+        }
+        if self.modern.contains_key(&id)
+            || self.id_in_flight(&id)
+            || self.modern_wait.iter().any(|q| q.id() == Some(&id))
+        {
+            log::warn!("stdin: request id {id} is already in flight; refused");
+            return self.write(jsonrpc::error_reply(
+                Some(&id),
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: id {id} is already used by a request in flight; use an id not in flight"),
+                None,
+            ));
+        }
+        if self.modern.len() >= MAX_POSTS {
+            return self.modern_wait.push_back(m);
+        }
+        self.start_modern(m, false, None);
+    }
+
+    fn start_modern(&mut self, msg: Message, retried: bool, refetch_for: Option<String>) {
+        let version = modern::version_of(&msg).expect("only modern requests come here");
+        let headers = modern::headers(&msg, version, &self.tools);
+        let agent = self.remote.exchange_agent();
+        streamable::spawn_modern(
+            self.remote.clone(),
+            agent.clone(),
+            self.url.clone(),
+            &msg,
+            headers,
+            self.tx.clone(),
+        );
+        let id = msg.id().expect("modern exchanges are requests").to_owned();
+        let call = ModernCall {
+            msg,
+            agent,
+            retried,
+            refetch_for,
+        };
+        self.modern.insert(id, call);
+    }
+
+    /// LC-42, RL-06 (B): the cancel of a modern request is closing its
+    /// HTTP exchange; `notifications/cancelled` is not POSTed, and nothing
+    /// more is written for the id.
+    /// True when the cancel was for a modern request (or for nothing, with
+    /// no legacy session to forward it on): then it is handled here.
+    fn modern_cancel(&mut self, m: &Message) -> bool {
+        let Some(id) = m.get_raw(&["params", "requestId"]) else {
+            return false;
+        };
+        if let Some(call) = self.modern.remove(id) {
+            log::debug!("request {id} cancelled: closing its exchange");
+            call.agent.shutdown();
+            self.modern_next();
+        } else if let Some(i) = self.modern_wait.iter().position(|q| q.id() == Some(id)) {
+            self.modern_wait.remove(i);
+        } else if self.init.is_none()
+            && self.phase == Phase::Idle
+            && !self.inflight.contains_key(id)
+        {
+            log::debug!("stdin: a cancel for request {id}, which is not in flight; dropped");
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Starts what waits for a slot.
+    fn modern_next(&mut self) {
+        while self.modern.len() < MAX_POSTS {
+            let Some(m) = self.modern_wait.pop_front() else {
+                break;
+            };
+            self.start_modern(m, false, None);
+        }
+    }
+
+    fn modern_message(&mut self, id: String, msg: Message) {
+        let Some(call) = self.modern.get(&id) else {
+            return log::debug!("dropping a message for request {id}, no longer waiting");
+        };
+        let hidden = call.refetch_for.is_some();
+        if msg.kind() == Kind::Notification {
+            // The server ends a `subscriptions/listen` stream with a cancel
+            // naming it (LC-42): no reply follows, so none is owed.
+            let ends = msg.method() == Some("notifications/cancelled")
+                && msg.get_raw(&["params", "requestId"]) == Some(id.as_str());
+            if ends {
+                self.modern.remove(&id);
+                self.modern_next();
+            }
+            if !hidden {
+                self.write(msg.into_raw());
+            }
+            return;
+        }
+        if msg.kind() != Kind::Response || msg.id() != Some(id.as_str()) {
+            return log::warn!(
+                "the remote sent a {:?} on the reply to request {id}, which 2026-07-28 forbids (SX-07); dropped",
+                msg.kind()
+            );
+        }
+        let call = self.modern.remove(&id).expect("checked above");
+        let is_list = call.msg.method() == Some("tools/list") && !msg.is_error();
+        let first_page = call.msg.value()["params"]["cursor"].is_null();
+        let line = if is_list {
+            modern::learn_tools(&mut self.tools, msg, first_page)
+        } else {
+            msg.into_raw()
+        };
+        match call.refetch_for {
+            Some(orig) => self.retry_call(&orig),
+            None => self.write(line),
+        }
+        self.modern_next();
+    }
+
+    /// Sends a `tools/call` again after the schemas were fetched anew,
+    /// unless the client has cancelled it meanwhile.
+    fn retry_call(&mut self, id: &str) {
+        if let Some(call) = self.modern.remove(id) {
+            log::info!("request {id}: sending tools/call again with the fetched tool schemas");
+            self.start_modern(call.msg, true, None);
+        }
+    }
+
+    fn modern_done(&mut self, id: String, outcome: Outcome) {
+        let Some(call) = self.modern.get(&id) else {
+            return; // answered, or cancelled
+        };
+        if let Some(orig) = call.refetch_for.clone() {
+            // The schemas stay as they were; the retry shows what that does.
+            log::warn!("re-fetching tools/list for request {orig} failed; sending it again anyway");
+            self.modern.remove(&id);
+            return self.retry_call(&orig);
+        }
+        let cause = match outcome {
+            Outcome::Status(code, reason, body) => {
+                let err = Message::parse(&body).ok().filter(Message::is_error);
+                let code32 = err.as_ref().and_then(|e| e.value()["error"]["code"].as_i64());
+                if code == 400
+                    && code32 == Some(HEADER_MISMATCH)
+                    && call.msg.method() == Some("tools/call")
+                    && !call.retried
+                {
+                    return self.refetch_tools(id);
+                }
+                let call = self.modern.remove(&id).expect("checked above");
+                drop(call);
+                self.modern_next();
+                if let Some(e) = err {
+                    // The remote's own error, with the client's id (SX-32
+                    // has servers send it; an id-less one is fixed up).
+                    let line = match e.id() {
+                        Some(i) if i == id => e.into_raw(),
+                        _ => {
+                            let v = &e.value()["error"];
+                            jsonrpc::error_reply(
+                                Some(&id),
+                                v["code"].as_i64().unwrap_or(jsonrpc::INTERNAL_ERROR),
+                                v["message"].as_str().unwrap_or(""),
+                                v.get("data"),
+                            )
+                        }
+                    };
+                    return self.write(line);
+                }
+                self.remote
+                    .auth_refused(code)
+                    .unwrap_or_else(|| format!("answered HTTP {code} {reason}{}", excerpt(&body)))
+            }
+            // SX-09: a 2026-07-28 reply cannot be resumed, and sending the
+            // request again under the same id is not allowed: the client
+            // decides whether to re-issue it with a new one.
+            Outcome::Broken { cause, .. } => format!(
+                "dropped the reply stream before answering ({cause}); the request is lost (2026-07-28 streams cannot be resumed): re-issue it with a new id"
+            ),
+            Outcome::Done => "ended its reply without answering the request".into(),
+            Outcome::Unreachable(cause) | Outcome::Bad(cause) => cause,
+        };
+        self.modern.remove(&id);
+        self.modern_next();
+        let line = self.error_line(&id, &cause);
+        self.write(line);
+    }
+
+    /// SX-26: after a HeaderMismatch on a `tools/call`, fetch `tools/list`
+    /// again (with the call's `_meta`), then send the call once more. Safe
+    /// to resend under the same id: a 400 means the remote rejected it
+    /// before processing it (SX-27).
+    fn refetch_tools(&mut self, call_id: String) {
+        self.refetches += 1;
+        let meta = self.modern[&call_id]
+            .msg
+            .get_raw(&["params", "_meta"])
+            .expect("modern requests carry _meta")
+            .to_owned();
+        let id = jsonrpc::quote(&format!("mcp-proxy-tools-{}", self.refetches));
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"_meta":{meta}}}}}"#
+        );
+        log::info!("request {call_id}: the remote found a header mismatch (-32020); fetching tools/list again");
+        self.start_modern(Message::ours(line), false, Some(call_id));
     }
 
     // ---- sessions ----
@@ -1445,6 +1749,8 @@ impl Router {
             && self.queue.is_empty()
             && self.backlog.is_empty()
             && self.posts == 0
+            && self.modern.is_empty()
+            && self.modern_wait.is_empty()
         {
             self.finish(0);
         }

@@ -64,6 +64,63 @@ pub fn spawn_post(
     });
 }
 
+/// One 2026-07-28 request (TRANSPORTS §5): a POST with no session and no
+/// `Last-Event-ID`, carrying the request-metadata `headers`, on an agent of
+/// its own (`agent`), whose shutdown from the router is the cancel (LC-42).
+/// The reply, JSON or SSE (SX-06), comes back as [`Event::ModernMsg`]s and
+/// one [`Event::ModernDone`].
+pub fn spawn_modern(
+    remote: Arc<Remote>,
+    agent: ureq::Agent,
+    url: String,
+    msg: &Message,
+    headers: Vec<(String, String)>,
+    tx: Sender<Event>,
+) {
+    let id = msg.id().expect("modern exchanges are requests").to_owned();
+    let body = msg.raw().to_owned();
+    POSTERS.run(move || {
+        let mut h = vec![
+            ("Accept", "application/json, text/event-stream"),
+            ("Content-Type", "application/json"),
+        ];
+        h.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let max = remote.max_message_bytes;
+        let outcome = match remote.send_on(&agent, "POST", &url, &h, Some(&body)) {
+            Err(cause) => Outcome::Unreachable(cause),
+            Ok(res) if !(200..300).contains(&res.status().as_u16()) => status_outcome(res),
+            Ok(res) => {
+                let ctype = header(&res, "content-type").unwrap_or("");
+                if ctype.to_ascii_lowercase().starts_with("text/event-stream") {
+                    let what = "reply stream";
+                    read_until(res, max, MODERN_GEN, Some(&id), None, &tx, what, true)
+                } else {
+                    match read_body(res, max).map(|t| super::parse_remote(&t)) {
+                        Err(e) => Outcome::Bad(e),
+                        Ok(Err(e)) => Outcome::Bad(format!(
+                            "sent a reply that is not a JSON-RPC message ({e})"
+                        )),
+                        Ok(Ok(msgs)) => {
+                            for m in msgs {
+                                let id = id.clone();
+                                let _ = tx.send(Event::ModernMsg { id, msg: m });
+                            }
+                            // Had it not answered, ModernDone tells.
+                            Outcome::Done
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tx.send(Event::ModernDone { id, outcome });
+    });
+}
+
+/// The generation modern exchanges report oversized events under: no
+/// session has it, so the router only logs them (the exchange's own end
+/// fails the request).
+pub const MODERN_GEN: u64 = u64::MAX;
+
 /// POST threads that outlive their exchange. A thread per POST cost a
 /// clone3 and its set-up syscalls per call (bench findings: p50 141-174 us
 /// against 92 us with kept workers). One more starts whenever none is
@@ -206,11 +263,14 @@ fn reply_stream(
         None,
         tx,
         "reply stream",
+        false,
     )
 }
 
-/// Reads SSE `message` events, forwarding each as [`Event::Remote`], until
-/// the response to `until` (if any) has gone by.
+/// Reads SSE `message` events, forwarding each as [`Event::Remote`] (or,
+/// for a `modern` exchange, [`Event::ModernMsg`] tagged with `until`),
+/// until the response to `until` (if any) has gone by.
+#[allow(clippy::too_many_arguments)]
 fn read_until(
     res: Response,
     max: usize,
@@ -219,6 +279,7 @@ fn read_until(
     last_id: Option<String>,
     tx: &Sender<Event>,
     what: &'static str,
+    modern: bool,
 ) -> Outcome {
     let mut answered = false;
     let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
@@ -228,7 +289,13 @@ fn read_until(
                     for m in msgs {
                         answered |=
                             until.is_some() && m.kind() == Kind::Response && m.id() == until;
-                        let _ = tx.send(Event::Remote { gen, msg: m });
+                        let _ = tx.send(match (modern, until) {
+                            (true, Some(id)) => Event::ModernMsg {
+                                id: id.to_owned(),
+                                msg: m,
+                            },
+                            _ => Event::Remote { gen, msg: m },
+                        });
                     }
                     !answered
                 }
@@ -310,6 +377,7 @@ pub fn spawn_get(
                         last_id.clone(),
                         &tx,
                         what,
+                        false,
                     )
                 }
             };

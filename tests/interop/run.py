@@ -346,6 +346,29 @@ class Run:
         self.path("client-sse", client_mode("sse", "sse", "/sse", "sse"))
         self.path("client-http", client_mode("streamableHttp", "streamablehttp", "/mcp", "http"))
 
+        # Client mode, 2026-07-28: the SDK 2.x client with a pinned modern
+        # version, then "auto" (it probes server/discover), through
+        # `mcp-proxy URL` to an SDK 2.x MCPServer over Streamable HTTP.
+        def client_modern():
+            port = free_port()
+            srv = self.start("python-modern-server", [PY["sdk2"], HERE / "modern_server.py", str(port)])
+            srv.wait_line(re.compile(r"Uvicorn running on"))
+            url = f"http://127.0.0.1:{port}/mcp"
+            for mode in ("2026-07-28", "auto"):
+                label = f"client/modern-{mode}/sdk2"
+                argv = [PY["sdk2"], HERE / "modern_client.py", label, PROXY_CLIENT, url, mode]
+                p = subprocess.Popen(
+                    [str(a) for a in argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=open(LOGS / f"{label.replace('/', '_')}.scenario-stderr.log", "w"),
+                    text=True,
+                    start_new_session=True,
+                )
+                self.collect(label, p)
+
+        self.path("client-modern", client_modern)
+
         # Both ends ours: SDK -> proxy client mode -> proxy server mode -> server-everything.
         def both(endpoint, transport, short):
             def go():
@@ -408,8 +431,8 @@ class Run:
         """The SDK 2.x Client in mode="auto" and mode="2026-07-28" through proxy
         server mode: children that cannot serve 2026-07-28 once initialized
         (server-everything, a Python SDK 2.x stdio server) and one that can
-        (the demo server). modern.py says what each must do."""
-        py2_server = [PY["sdk2"], HERE / "py2_server.py"]
+        (the demo server). server_mode_modern.py says what each must do."""
+        py2_server = [PY["sdk2"], HERE / "py2_stdio_server.py"]
         for name, child, kind, tool, args, expect in (
             ("everything", self.everything_stdio(), "legacy", "echo", '{"message": "hi"}', "hi"),
             ("py2-stdio", py2_server, "legacy", "echo", '{"text": "héllo"}', "héllo"),
@@ -417,7 +440,7 @@ class Run:
         ):
             base = self.proxy_server(f"modern-{name}", child)
             label = f"server-modern/{name}/sdk2"
-            argv = [PY["sdk2"], HERE / "modern.py", "--label", label, "--url", base + "/mcp", "--child", kind]
+            argv = [PY["sdk2"], HERE / "server_mode_modern.py", "--label", label, "--url", base + "/mcp", "--child", kind]
             argv += ["--tool", tool, "--args", args, "--expect", expect]
             p = subprocess.Popen(
                 [str(a) for a in argv],

@@ -714,3 +714,29 @@ impl Session {
         ids.len()
     }
 }
+
+/// The tool list a 2026-07-28 request sees over HTTP: every tool, plus two
+/// with `x-mcp-header` annotations (SX-26). `mirror` echoes its arguments
+/// and mirrors `region` (as `Region`, or `Zone` once `renamed`, to make a
+/// cached schema stale), `count` and `flag`; `bad_header` puts one on a
+/// `number`, which clients must drop.
+pub fn modern_tools(renamed: bool) -> Vec<Value> {
+    let region = if renamed { "Zone" } else { "Region" };
+    let mut t = tools();
+    t.push(tool(
+        "mirror",
+        "Returns its arguments; region, count and flag are mirrored in headers",
+        json!({
+            "region": {"type": "string", "x-mcp-header": region},
+            "count": {"type": "integer", "x-mcp-header": "Count"},
+            "flag": {"type": "boolean", "x-mcp-header": "Flag"},
+            "note": {"type": "string"}
+        }),
+    ));
+    t.push(tool(
+        "bad_header",
+        "An x-mcp-header on a number, which SX-26 forbids",
+        json!({"x": {"type": "number", "x-mcp-header": "X"}}),
+    ));
+    t
+}

@@ -11,6 +11,8 @@
 //! `requests` (a JSON log of the method, path and headers of every MCP
 //! request, so tests can see what the proxy sent), and `received` (the
 //! JSON-RPC methods of the Streamable HTTP POSTs in the order handled).
+//! A 2026-07-28 POST (stateless, no session) goes to modern.rs, which has
+//! knobs of its own.
 //!
 //! Threads: the accept loop gives each connection its own thread, which
 //! reads requests one after another (keep-alive) and answers each in turn;
@@ -228,6 +230,10 @@ struct Server {
     log: Mutex<Vec<Value>>,
     /// JSON-RPC methods of the Streamable HTTP POSTs, in the order handled.
     received: Mutex<Vec<String>>,
+    /// 2026-07-28 (modern.rs of this binary): `/admin/header-rename`,
+    /// `/admin/break-modern`, the open `subscriptions/listen` streams and
+    /// the ids whose client went away before their response.
+    modern: crate::modern::State,
 }
 
 /// What the MCP endpoints ask of a Bearer token (OAuth tests).
@@ -242,15 +248,15 @@ enum Bearer {
 }
 
 /// One HTTP request, read whole.
-struct Req {
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Req {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// The answering side of a connection.
-type Conn = TcpStream;
+pub type Conn = TcpStream;
 
 /// Largest request body the demo reads (the proxy sends up to 32 MiB).
 const MAX_BODY_BYTES: usize = 64 << 20;
@@ -323,6 +329,7 @@ pub fn run(cfg: core::Config, opts: Opts) {
         nonce: mcp_proxy::util::random_hex(16),
         log: Mutex::new(Vec::new()),
         received: Mutex::new(Vec::new()),
+        modern: Default::default(),
     });
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
@@ -340,14 +347,14 @@ pub fn run(cfg: core::Config, opts: Opts) {
     }
 }
 
-fn header<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
+pub fn header<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
-fn reason(status: u16) -> &'static str {
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         202 => "Accepted",
@@ -364,7 +371,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn respond(w: &mut Conn, status: u16, ctype: &str, body: String, extra: &[(&str, &str)]) {
+pub fn respond(w: &mut Conn, status: u16, ctype: &str, body: String, extra: &[(&str, &str)]) {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n",
         reason(status),
@@ -553,6 +560,11 @@ impl Server {
                 }
             }
             "garbage-reply" => self.garbage_reply.store(true, Ordering::SeqCst),
+            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed" => {
+                if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
+                    return respond(w, 200, "application/json", reply, &[]);
+                }
+            }
             "received" => {
                 let log = json!(self.received.lock().unwrap().clone());
                 return respond(w, 200, "application/json", log.to_string(), &[]);
@@ -667,6 +679,9 @@ impl Server {
                 err_body(-32000, "Unsupported Media Type: use application/json"),
                 &[],
             );
+        }
+        if let Some(msg) = crate::modern::is_modern(req) {
+            return crate::modern::post(&self.modern, &self.cfg, req, w, msg);
         }
         if let Some(v) = header(req, "mcp-protocol-version").map(str::to_owned) {
             if !core::VERSIONS.contains(&v.as_str()) {

@@ -13,6 +13,7 @@
 
 mod core;
 mod http;
+mod modern;
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -48,6 +49,9 @@ HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --digest-auth U:P    require HTTP Digest authentication (MD5, qop=auth)
   Fault knobs: POST /admin/expire, /admin/drop, /admin/fail (body: status,
   0 = off), /admin/garbage, /admin/garbage-reply; GET /admin/requests.
+  2026-07-28 POSTs (no session, strict header checks): /admin/header-rename,
+  /admin/break-modern, /admin/list-changed, /admin/end-listen (body:
+  complete or cancel); GET /admin/modern-closed.
   POST /oauth/token: OAuth2 client credentials (any Basic client).
   OAuth knobs: POST /admin/bearer (body: off, latest = only the token issued
   last, never = always 401), /admin/rotate-token (revokes the current token);
