@@ -942,3 +942,52 @@ fn sx40_get_and_delete_without_a_session_keep_their_answers() {
         "ok"
     );
 }
+
+#[test]
+fn both_ends_ours_client_mode_to_server_mode_in_2026_07_28() {
+    // stdio client => mcp-proxy client mode => /mcp => mcp-proxy server
+    // mode => the demo server: the headers one half writes (base64 for a
+    // non-ASCII name, SX-25) are the ones the other half checks.
+    let p = Proxy::start(&[]);
+    let mut c = common::Proc::spawn(common::proxy_bin(), &[&mcp(&p)]);
+    c.send_json(&modern(json!(1), "server/discover", json!({})));
+    let d = c.recv_response(&json!(1));
+    assert!(
+        d["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(V)),
+        "{d}"
+    );
+    c.send_json(&modern_call(json!("n"), "échο", json!({})));
+    let r = c.recv_response(&json!("n"));
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "checked and relayed, the child's own error: {r}"
+    );
+    c.send_json(&modern(
+        json!("L"),
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    ));
+    let (ack, _) = c.recv_until("the acknowledgement", |v| {
+        v["method"] == "notifications/subscriptions/acknowledged"
+    });
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "L"
+    );
+    c.send_json(&modern_call(
+        json!(2),
+        "notify_listeners",
+        json!({"kind": "tools"}),
+    ));
+    let (n, _) = c.recv_until("the tagged list_changed", |v| {
+        v["method"] == "notifications/tools/list_changed"
+    });
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "L"
+    );
+    assert_eq!(text_of(&c.recv_response(&json!(2))), "notified 1");
+}
