@@ -42,11 +42,21 @@
 //! The router also counts what happens to its server for `/metrics`
 //! (server/metrics.rs), in plain integers it alone writes; a copy goes out
 //! with each status answer.
+//!
+//! 2026-07-28 requests (server/modern.rs) are one-POST sessions of their own
+//! ([`Transport::Modern`]) on the same child: relayed with the same id and
+//! token rewriting, they get only their own progress, the log messages they
+//! asked for, and the notifications of their `subscriptions/listen` (routed
+//! by subscriptionId); never a request from the child (SX-07). Whether the
+//! initialized child still serves them is learnt with a `server/discover`
+//! probe after `initialize` ([`Era`]); when it does not, the proxy refuses
+//! them itself.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
 use crate::queue::{self, BoundedReceiver, BoundedSender};
 use crate::server::metrics::{self, Dropped, ProxyError};
+use crate::server::modern::META_SUBSCRIPTION_ID;
 use crate::{systemd, util};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -80,6 +90,26 @@ pub const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const FAILED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Requests held while a child (re)starts; more are refused at once.
 pub const MAX_PENDING: usize = 1024;
+/// The longest the child gets to answer the proxy's `server/discover`
+/// probe (2026-07-28 requests wait for it; a shorter `--init-timeout`
+/// applies too); silence counts as a legacy server (ST-15).
+pub const ERA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the current child, initialized by the proxy, still serves
+/// 2026-07-28 requests: the dual-era rule lets a server serve both eras in
+/// one process (MAY), and some do not (the Python SDK 2.3 locks a process to
+/// the era of its first request). Learnt with a `server/discover` probe
+/// right after `initialize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    /// Not asked yet: relayed as is.
+    Unknown,
+    /// Its discover result lists a modern version.
+    Both,
+    /// It refused discover, listed no modern version or did not answer in
+    /// time: modern requests are refused by the proxy (RL-11: reject cleanly).
+    LegacyOnly,
+}
 
 /// MCP log levels, most verbose first (index = verbosity rank).
 pub const LOG_LEVELS: &[&str] = &[
@@ -102,6 +132,17 @@ pub enum Transport {
     Streamable,
     /// Streamable HTTP in `--stateless` mode: one POST, one ephemeral session.
     Stateless,
+    /// A 2026-07-28 request (server/modern.rs): one POST, one ephemeral
+    /// session that never receives requests from the child (SX-07), nor
+    /// traffic unrelated to its request, and has no resumable stream (SX-09).
+    Modern,
+}
+
+impl Transport {
+    /// One POST, one session: no `Mcp-Session-Id`, gone with its response.
+    fn ephemeral(self) -> bool {
+        matches!(self, Transport::Stateless | Transport::Modern)
+    }
 }
 
 /// One message for a client stream.
@@ -426,6 +467,9 @@ struct Session {
     next_stream: u64,
     log_level: Option<usize>,
     subs: HashSet<String>,
+    /// A modern request's `_meta` logLevel (LC-23: no log messages without
+    /// one); never sent to the child as `logging/setLevel`.
+    modern_log: Option<usize>,
     /// The last time the client sent or opened something.
     last_active: Instant,
 }
@@ -443,12 +487,13 @@ impl Session {
             next_stream: 1,
             log_level: None,
             subs: HashSet::new(),
+            modern_log: None,
             last_active: Instant::now(),
         }
     }
 
     fn resumable(&self) -> bool {
-        self.transport != Transport::Sse
+        !matches!(self.transport, Transport::Sse | Transport::Modern)
     }
 
     fn stream_mut(&mut self, route: Route) -> Option<&mut Stream> {
@@ -497,6 +542,12 @@ struct Router {
     /// The current child has not answered `initialize` yet.
     awaiting_init: bool,
     init_deadline: Option<Instant>,
+    era: Era,
+    /// The upstream id of the `server/discover` probe in flight, and when
+    /// it is given up on.
+    era_probe: Option<(u64, Instant)>,
+    /// 2026-07-28 requests waiting for the probe's answer.
+    held_modern: Vec<(String, Message, Route)>,
     restart_at: Option<Instant>,
     restarts: u32,
     /// When the restarts within the window happened.
@@ -534,6 +585,9 @@ impl Router {
             gen: 0,
             awaiting_init: false,
             init_deadline: None,
+            era: Era::Unknown,
+            era_probe: None,
+            held_modern: Vec::new(),
             restart_at: None,
             restarts: 0,
             recent_restarts: VecDeque::new(),
@@ -559,10 +613,15 @@ impl Router {
             .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
         let mut next_sweep = sweep_every.map(|e| Instant::now() + e);
         loop {
-            let wake = [next_sweep, self.restart_at, self.init_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                next_sweep,
+                self.restart_at,
+                self.init_deadline,
+                self.era_probe.map(|(_, at)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let ev = match wake {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(ev) => Some(ev),
@@ -592,6 +651,13 @@ impl Router {
                     None,
                     ProxyError::Timeout,
                 );
+            }
+            if self.era_probe.is_some_and(|(_, at)| now >= at) {
+                log::info!(
+                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests, mcp-proxy refuses them",
+                    self.name
+                );
+                self.era_known(Era::LegacyOnly);
             }
             if self.restart_at.is_some_and(|at| now >= at) {
                 self.restarts += 1;
@@ -865,6 +931,8 @@ impl Router {
         }
         self.awaiting_init = false;
         self.init_deadline = None;
+        self.era = Era::Unknown;
+        self.era_probe = None;
         self.stdin = None;
         // Later lines of this child are stale.
         self.gen += 1;
@@ -888,7 +956,8 @@ impl Router {
         self.progress.clear();
         self.server_requests.clear();
         self.internal.clear();
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.append(&mut self.held_modern);
         for (sid, m, route) in pending {
             if let Some(id) = m.id() {
                 self.counters.proxy_error(cause);
@@ -953,6 +1022,9 @@ impl Router {
         if up == INIT_ID && self.awaiting_init {
             return self.on_init_result(m);
         }
+        if self.era_probe.is_some_and(|(p, _)| p == up) {
+            return self.on_era_probe(&m);
+        }
         if self.internal.remove(&up) {
             if m.is_error() {
                 log::debug!(
@@ -977,8 +1049,196 @@ impl Router {
         } else {
             self.counters.child_ok += 1;
         }
-        let line = m.with_id_raw(&inf.orig_id);
+        let mut line = m.with_id_raw(&inf.orig_id);
+        let modern = self
+            .sessions
+            .get(&inf.session)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if modern && line.contains(META_SUBSCRIPTION_ID) {
+            // A listen ended by the server names its subscription (LC-83),
+            // whose id is the listen request's: the client's own (RL-03).
+            let path = ["result", "_meta", META_SUBSCRIPTION_ID];
+            if let Some(l) = jsonrpc::splice(&line, &path, &inf.orig_id) {
+                line = l;
+            }
+        }
         self.deliver_response(&inf.session, inf.route, line);
+    }
+
+    /// Asks the just-initialized child whether it serves 2026-07-28 requests
+    /// too (see [`Era`]).
+    fn probe_era(&mut self) {
+        let up = self.fresh_id();
+        self.era = Era::Unknown;
+        let wait = self
+            .cfg
+            .init_timeout
+            .map_or(ERA_PROBE_TIMEOUT, |t| t.min(ERA_PROBE_TIMEOUT));
+        self.era_probe = Some((up, Instant::now() + wait));
+        let modern = crate::server::modern::MODERN_VERSIONS;
+        let line = json!({"jsonrpc": "2.0", "id": up, "method": "server/discover", "params": {"_meta": {
+            crate::server::modern::META_PROTOCOL_VERSION: modern[modern.len() - 1],
+            crate::server::modern::META_CLIENT_CAPABILITIES: {},
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp-proxy", "version": crate::cli::VERSION}
+        }}});
+        self.send_child(line.to_string());
+    }
+
+    fn on_era_probe(&mut self, m: &Message) {
+        let modern = crate::server::modern::MODERN_VERSIONS;
+        let serves = m.value()["result"]["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|v| v.as_str().is_some_and(|v| modern.contains(&v)))
+            });
+        if serves {
+            log::info!(
+                "server '{}' serves 2026-07-28 requests next to its initialized session",
+                self.name
+            );
+            self.era_known(Era::Both);
+        } else {
+            let why = match m.value().get("error") {
+                Some(e) => format!("it answered server/discover with {e}"),
+                None => "its server/discover result lists no 2026-07-28 version".to_owned(),
+            };
+            log::info!(
+                "server '{}' does not serve 2026-07-28 requests once initialized ({why}); mcp-proxy refuses them",
+                self.name
+            );
+            self.era_known(Era::LegacyOnly);
+        }
+    }
+
+    /// The probe is over: the requests that waited for it go on.
+    fn era_known(&mut self, era: Era) {
+        self.era = era;
+        self.era_probe = None;
+        for (sid, m, route) in std::mem::take(&mut self.held_modern) {
+            self.modern_request(&sid, m, route);
+        }
+    }
+
+    /// A 2026-07-28 request: stateless, so nothing is answered for the
+    /// child (no initialize, ping, setLevel or subscribe, LC-23); relayed
+    /// unless the child is known not to serve it.
+    fn modern_request(&mut self, sid: &str, m: Message, route: Route) {
+        if self.era_probe.is_some() && self.state == State::Running {
+            return self.held_modern.push((sid.to_owned(), m, route));
+        }
+        if self.era != Era::LegacyOnly {
+            return self.forward_request(sid, m, route);
+        }
+        let id = m.id().expect("a request has an id");
+        let requested = m
+            .params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|p| p.get(crate::server::modern::META_PROTOCOL_VERSION))
+            .cloned()
+            .unwrap_or(Value::Null);
+        // Era bridging is not relaying (RL-11): refused, naming what the
+        // server does speak (SX-42). `server/discover` gets what a legacy
+        // server answers, the signal for a dual-era client to fall back to
+        // initialize (ST-15, SX-41).
+        let line = if m.method() == Some("server/discover") {
+            jsonrpc::error_reply(
+                Some(id),
+                jsonrpc::METHOD_NOT_FOUND,
+                &format!(
+                    "Method not found: server '{}' does not serve 2026-07-28 requests; use initialize",
+                    self.name
+                ),
+                None,
+            )
+        } else {
+            let data = json!({"supported": SUPPORTED_VERSIONS, "requested": requested});
+            jsonrpc::error_reply(
+                Some(id),
+                crate::server::modern::UNSUPPORTED_VERSION,
+                &format!(
+                    "Unsupported protocol version: server '{}' serves only the initialize handshake ({})",
+                    self.name,
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+                Some(&data),
+            )
+        };
+        self.deliver_response(sid, route, line);
+    }
+
+    /// A notification of a `subscriptions/listen` stream (LC-82): it goes
+    /// to that listen request's stream alone, its subscriptionId (our
+    /// upstream id of the listen request) rewritten to the client's id
+    /// (RL-03). A tag naming nothing in flight is dropped, never broadcast.
+    fn on_subscription_notification(&mut self, m: &Message, tag: String) {
+        let inf = tag
+            .parse::<u64>()
+            .ok()
+            .and_then(|up| self.inflight.get(&up));
+        let Some(inf) = inf else {
+            log::debug!(
+                "server '{}': a notification for subscription {tag}, which is not open: {}",
+                self.name,
+                truncate(m.raw(), 200)
+            );
+            return;
+        };
+        let (sid, route, orig) = (inf.session.clone(), inf.route, inf.orig_id.clone());
+        let Some(out) = m.replace_raw(&["params", "_meta", META_SUBSCRIPTION_ID], &orig) else {
+            return;
+        };
+        if let Some(route) = self.related_route(&sid, route) {
+            self.deliver(&sid, route, out, false);
+        }
+    }
+
+    /// The child tears down a `subscriptions/listen` of a 2026-07-28
+    /// request (LC-42, LC-83): the client gets the cancellation with its own
+    /// id, and the stream ends without a response. False when `rid` names
+    /// no such request.
+    fn listen_torn_down(&mut self, m: &Message, rid: &str) -> bool {
+        let Some(up) = rid.parse::<u64>().ok() else {
+            return false;
+        };
+        let Some(inf) = self.inflight.get(&up) else {
+            return false;
+        };
+        let modern = self
+            .sessions
+            .get(&inf.session)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if !modern {
+            return false;
+        }
+        let (sid, route, orig) = (inf.session.clone(), inf.route, inf.orig_id.clone());
+        if let Some(out) = m.replace_raw(&["params", "requestId"], &orig) {
+            if let Some(r) = self.related_route(&sid, route) {
+                self.deliver(&sid, r, out, false);
+            }
+        }
+        self.drop_inflight(up);
+        true
+    }
+
+    /// A log message from the child goes to a 2026-07-28 request only when
+    /// it can only be about that request (the only one in flight) and the
+    /// request asked for this level in `_meta` (LC-23, SX-07).
+    fn log_to_modern_request(&mut self, level: usize, raw: &str) {
+        if self.inflight.len() != 1 {
+            return;
+        }
+        let inf = self.inflight.values().next().expect("one in flight");
+        let Some(s) = self.sessions.get(&inf.session) else {
+            return;
+        };
+        if s.transport != Transport::Modern || s.modern_log.is_none_or(|min| level < min) {
+            return;
+        }
+        let (sid, route) = (inf.session.clone(), inf.route);
+        if let Some(route) = self.related_route(&sid, route) {
+            self.deliver(&sid, route, raw.to_owned(), false);
+        }
     }
 
     fn on_init_result(&mut self, m: Message) {
@@ -994,6 +1254,7 @@ impl Router {
         if self.last_error.is_some() {
             systemd::status(&format!("server '{}' is running again", self.name));
         }
+        self.probe_era();
         self.state = State::Running;
         log::info!("server '{}' initialized", self.name);
         // Re-establish what sessions asked for (after a restart).
@@ -1045,6 +1306,10 @@ impl Router {
         }
         let pending = std::mem::take(&mut self.pending);
         for (sid, m, route) in pending {
+            let modern = self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.transport == Transport::Modern);
             let uri = m
                 .params()
                 .and_then(|p| p.get("uri"))
@@ -1052,6 +1317,8 @@ impl Router {
                 .map(str::to_owned);
             match (m.method(), uri) {
                 (Some("initialize"), _) => self.session_request(&sid, m, route),
+                // Waits for the era probe just sent.
+                _ if modern => self.modern_request(&sid, m, route),
                 (Some("resources/subscribe"), Some(uri)) => {
                     child_subs.insert(uri);
                     self.forward_request(&sid, m, route);
@@ -1129,6 +1396,15 @@ impl Router {
                     "mcp-proxy: no client session has a request in flight, so nobody can answer {method}"
                 ))
             }
+            1 if self
+                .sessions
+                .get(busy[0])
+                .is_some_and(|s| s.transport == Transport::Modern) =>
+            {
+                return Err(format!(
+                    "mcp-proxy: the only request in flight is a 2026-07-28 request, which cannot receive {method} (SX-07: servers use input_required results instead)"
+                ))
+            }
             1 => busy[0].clone(),
             n => {
                 let capable: Vec<&&String> = busy
@@ -1153,6 +1429,11 @@ impl Router {
     }
 
     fn on_child_notification(&mut self, m: Message) {
+        if m.raw().contains(META_SUBSCRIPTION_ID) {
+            if let Some(tag) = m.get_raw(&["params", "_meta", META_SUBSCRIPTION_ID]) {
+                return self.on_subscription_notification(&m, tag.to_owned());
+            }
+        }
         let method = m.method().unwrap_or("").to_owned();
         match method.as_str() {
             "notifications/progress" => {
@@ -1183,6 +1464,9 @@ impl Router {
                 let Some(rid) = m.get_raw(&["params", "requestId"]) else {
                     return;
                 };
+                if self.listen_torn_down(&m, rid) {
+                    return;
+                }
                 let found = self
                     .server_requests
                     .iter()
@@ -1233,6 +1517,7 @@ impl Router {
                         self.deliver(&sid, route, m.raw().to_owned(), false);
                     }
                 }
+                self.log_to_modern_request(level, m.raw());
             }
             // list_changed and anything else server-wide: every session.
             _ => self.broadcast(m.raw()),
@@ -1276,7 +1561,7 @@ impl Router {
         let open = self
             .sessions
             .values()
-            .filter(|s| s.transport != Transport::Stateless)
+            .filter(|s| !s.transport.ephemeral())
             .count();
         if open >= self.cfg.limits.max_sessions {
             log::warn!(
@@ -1359,6 +1644,27 @@ impl Router {
                 }
                 (s.clone(), None)
             }
+            (Transport::Modern, _) => {
+                let sid = format!("modern-{}", util::random_hex(8));
+                let v = p
+                    .protocol_version
+                    .as_deref()
+                    .unwrap_or(crate::server::modern::MODERN_VERSIONS[0]);
+                let mut s = Session::new(Transport::Modern, v, None);
+                s.initialized = true;
+                s.modern_log = p
+                    .msgs
+                    .first()
+                    .and_then(|m| {
+                        m.params()?
+                            .get("_meta")?
+                            .get(crate::server::modern::META_LOG_LEVEL)?
+                            .as_str()
+                    })
+                    .and_then(level_rank);
+                self.sessions.insert(sid.clone(), s);
+                (sid, None)
+            }
             (Transport::Stateless, _) => {
                 let sid = format!("stateless-{}", util::random_hex(8));
                 let v = p
@@ -1392,7 +1698,7 @@ impl Router {
         if p.batch {
             let v = self.sessions[&sid].version.clone();
             if v != "2025-03-26" {
-                if p.transport == Transport::Stateless {
+                if p.transport.ephemeral() {
                     self.sessions.remove(&sid);
                 }
                 return bad(
@@ -1405,7 +1711,7 @@ impl Router {
             for m in std::mem::take(&mut p.msgs) {
                 self.on_session_message(&sid, m, Route::Main);
             }
-            if p.transport == Transport::Stateless {
+            if p.transport.ephemeral() {
                 self.sessions.remove(&sid);
             }
             return PostReply::Accepted;
@@ -1486,6 +1792,13 @@ impl Router {
 
     fn session_request(&mut self, sid: &str, m: Message, route: Route) {
         let id = m.id().expect("a request has an id").to_owned();
+        let modern = self
+            .sessions
+            .get(sid)
+            .is_some_and(|s| s.transport == Transport::Modern);
+        if modern {
+            return self.modern_request(sid, m, route);
+        }
         match m.method().unwrap_or("") {
             "initialize" => {
                 // Answered from the child's own result, so before the first
@@ -1751,8 +2064,11 @@ impl Router {
     /// GET stream first. Never several streams (SH-31).
     fn unrelated_route(&self, sid: &str, prefer_request: bool) -> Option<Route> {
         let s = self.sessions.get(sid)?;
-        if s.transport == Transport::Sse {
-            return Some(Route::Main);
+        match s.transport {
+            Transport::Sse => return Some(Route::Main),
+            // Only traffic of its own request (SX-07, SX-11, LC-80).
+            Transport::Modern => return None,
+            _ => {}
         }
         let mut live: Vec<u64> = s
             .posts
@@ -1791,7 +2107,7 @@ impl Router {
             return;
         }
         st.tx = None;
-        if s.transport == Transport::Stateless {
+        if s.transport.ephemeral() {
             self.sessions.remove(sid);
             return;
         }
@@ -2066,7 +2382,7 @@ impl Router {
             sessions: self
                 .sessions
                 .values()
-                .filter(|s| s.transport != Transport::Stateless)
+                .filter(|s| !s.transport.ephemeral())
                 .count(),
             sse_sessions: self
                 .sessions
@@ -2082,6 +2398,7 @@ impl Router {
                 sse_sessions: count(Transport::Sse),
                 streamable_sessions: count(Transport::Streamable),
                 stateless_sessions: count(Transport::Stateless),
+                modern_sessions: count(Transport::Modern),
                 open_streams,
             },
         }
@@ -2285,6 +2602,22 @@ mod tests {
         assert_eq!(pick(&r).unwrap(), "c", "the only busy one that can sample");
         let _d = add(&mut r, "d", SAMPLING, 1);
         assert!(pick(&r).unwrap_err().contains("cannot tell"));
+    }
+
+    #[test]
+    fn a_notification_for_an_unknown_subscription_goes_nowhere() {
+        let mut r = router();
+        let legacy = add(&mut r, "a", NONE, 0);
+        let tagged = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":42}}}"#;
+        r.on_child_notification(Message::parse(tagged).unwrap());
+        assert!(legacy.try_recv().is_err(), "LC-82: never broadcast");
+        let plain = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        r.on_child_notification(Message::parse(plain).unwrap());
+        assert_eq!(
+            legacy.try_recv().unwrap().data,
+            plain,
+            "legacy traffic still flows"
+        );
     }
 
     #[test]

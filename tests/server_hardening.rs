@@ -357,10 +357,27 @@ fn max_sessions_refuses_more_with_503_and_frees_a_slot_when_one_ends() {
 #[test]
 fn max_connections_refuses_at_once_beyond_the_limit() {
     let p = Proxy::start(&["--max-connections", "2", "--keepalive", "1"]);
-    // Two open streams take both slots.
-    let a = send("GET", &format!("{}/sse", p.url), &[], None).sse();
+    // Two open streams take both slots. The connection of the last /readyz
+    // poll may hold its slot a moment after its answer (its thread sees the
+    // close later on a loaded machine): retry until both streams are open.
+    let open = || {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let c = send("GET", &format!("{}/sse", p.url), &[], None);
+            if c.status == 200 {
+                return c.sse();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no slot for a stream: {}",
+                c.status
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let a = open();
     assert_eq!(a.next().unwrap().event, "endpoint");
-    let b = send("GET", &format!("{}/sse", p.url), &[], None).sse();
+    let b = open();
     assert_eq!(b.next().unwrap().event, "endpoint");
     let c = post_mcp(&format!("{}/mcp", p.url), None, INIT);
     assert_eq!(c.status, 503, "refused, not queued");

@@ -109,6 +109,8 @@ pub struct Snapshot {
     pub sse_sessions: usize,
     pub streamable_sessions: usize,
     pub stateless_sessions: usize,
+    /// 2026-07-28 exchanges in progress (each is a one-POST session).
+    pub modern_sessions: usize,
     /// Client streams with a connection: HTTP+SSE streams, Streamable
     /// HTTP GET streams and POST responses sent as SSE.
     pub open_streams: usize,
@@ -253,6 +255,7 @@ pub fn render(servers: &[ServerStatus], started: SystemTime, version: &str) -> S
             ("sse", m.sse_sessions),
             ("streamable", m.streamable_sessions),
             ("stateless", m.stateless_sessions),
+            ("modern", m.modern_sessions),
         ] {
             sessions.push((format!("{},transport=\"{t}\"", srv(s)), n.to_string()));
         }

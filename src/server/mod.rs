@@ -31,6 +31,7 @@
 mod http;
 mod legacy;
 pub mod metrics;
+pub mod modern;
 mod streamable;
 
 use crate::cli::Args;

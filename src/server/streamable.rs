@@ -6,11 +6,16 @@
 //! into an SSE stream that ends after the response. GET opens the session's
 //! own stream for unrelated traffic; DELETE ends the session.
 //!
+//! A 2026-07-28 request (modern.rs) is served on the same endpoint: checked
+//! against its mirrored headers first, then relayed as a one-POST exchange
+//! with no session; its reply status follows the child's error (RL-09).
+//!
 //! Each exchange runs on its connection's thread, and holds it until the
 //! response or stream ends. A stream whose client vanishes is reported to the
 //! router, which cancels the requests still open on it.
 
 use super::http;
+use super::modern::{self, Verdict};
 use super::{Ctx, Mount};
 use crate::jsonrpc::{self, Message, ParseError};
 use crate::queue::{self, BoundedReceiver};
@@ -35,6 +40,17 @@ fn version_ok(rq: &Request) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// A header's first value and how many times it appears (SX-27: a
+/// mirrored header given twice is a mismatch).
+fn header_all<'a>(rq: &'a Request, name: &str) -> (Option<&'a str>, usize) {
+    let mut all = rq
+        .headers()
+        .iter()
+        .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name));
+    let first = all.next().map(|h| h.value.as_str().trim());
+    (first, first.map_or(0, |_| 1 + all.count()))
 }
 
 fn session_header(rq: &Request) -> Option<String> {
@@ -110,8 +126,32 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
             return http::respond_json(rq, 400, &b, cors);
         }
     };
-    let is_init = !batch && msgs[0].method() == Some("initialize");
-    if !is_init {
+    let header_version = http::header(&rq, "MCP-Protocol-Version").map(str::trim);
+    let modern = modern::is_modern(header_version, &msgs, batch);
+    let mut protocol_version = header_version
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .map(str::to_owned);
+    if modern {
+        let headers = modern::Headers {
+            protocol_version: header_all(&rq, "MCP-Protocol-Version"),
+            method: header_all(&rq, "Mcp-Method"),
+            name: header_all(&rq, "Mcp-Name"),
+        };
+        match modern::check(&headers, &msgs, batch) {
+            Err(r) => return http::respond_json(rq, r.status, &r.body, cors),
+            Ok(Verdict::Notification) => return http::respond(rq, 202, "", "", cors),
+            Ok(Verdict::Request { version }) => protocol_version = Some(version),
+        }
+        if msgs[0].method() == Some("subscriptions/listen") && !sse_ok {
+            // A listen's reply is a notification stream (SX-11).
+            let b = jsonrpc::error_body(
+                msgs[0].id(),
+                -32000,
+                "Not Acceptable: subscriptions/listen needs Accept: text/event-stream",
+            );
+            return http::respond_json(rq, 406, &b, cors);
+        }
+    } else if batch || msgs[0].method() != Some("initialize") {
         if let Err(e) = version_ok(&rq) {
             return error(rq, 400, -32000, &e, cors);
         }
@@ -121,15 +161,21 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
     let (out_tx, out_rx) = queue::bounded(ctx.args.stream_queue);
     let json_only = json && !sse_ok;
     let p = Post {
-        transport: if stateless {
+        transport: if modern {
+            Transport::Modern
+        } else if stateless {
             Transport::Stateless
         } else {
             Transport::Streamable
         },
-        session: if stateless { None } else { session_header(&rq) },
-        protocol_version: http::header(&rq, "MCP-Protocol-Version")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str())),
+        // A modern request is served without its session, if it names one
+        // (SX-40, the dual-era rule in modern.rs).
+        session: if stateless || modern {
+            None
+        } else {
+            session_header(&rq)
+        },
+        protocol_version,
         msgs,
         batch,
         json_only,
@@ -168,6 +214,7 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
                 stream,
                 conn: 1,
                 version,
+                modern,
             };
             if json_only {
                 x.json(rq, first.ok(), out_rx, batch, &h)
@@ -186,9 +233,22 @@ struct Exchange<'a> {
     stream: u64,
     conn: u64,
     version: String,
+    /// A 2026-07-28 exchange: the status follows the response (RL-09), and
+    /// the stream is not resumable (no priming event, SX-09).
+    modern: bool,
 }
 
 impl Exchange<'_> {
+    /// The status of a reply that is one response: 200, or on a modern
+    /// exchange what the child's error means in HTTP (RL-09).
+    fn status(&self, response: &str) -> u16 {
+        if self.modern {
+            modern::status_for_response(response)
+        } else {
+            200
+        }
+    }
+
     fn gone(&self) {
         let _ = self.mount.router.send(Event::StreamGone {
             session: self.session.clone(),
@@ -222,7 +282,8 @@ impl Exchange<'_> {
         } else {
             outs.into_iter().next().expect("not empty")
         };
-        http::respond_json(rq, 200, &body, h)
+        let status = self.status(&body);
+        http::respond_json(rq, status, &body, h)
     }
 
     /// A client that takes SSE; `first` is the stream's first message, or
@@ -237,7 +298,9 @@ impl Exchange<'_> {
         h: &Headers,
     ) {
         let first = match first {
-            Ok(o) if hold && o.response => return http::respond_json(rq, 200, &o.data, h),
+            Ok(o) if hold && o.response => {
+                return http::respond_json(rq, self.status(&o.data), &o.data, h)
+            }
             Ok(o) => Some(o),
             // Idle for a keepalive period: commit to a stream so the
             // keepalives can flow and a vanished client is noticed. Or the
@@ -247,7 +310,8 @@ impl Exchange<'_> {
         let Ok(mut w) = http::start_sse(rq, h) else {
             return self.gone();
         };
-        if self.version.as_str() >= LATEST_VERSION
+        if !self.modern
+            && self.version.as_str() >= LATEST_VERSION
             && http::write_priming(&mut w, self.stream, 0).is_err()
         {
             return self.gone();
@@ -315,6 +379,7 @@ pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
         stream,
         conn,
         version,
+        modern: false,
     };
     let Ok(mut w) = http::start_sse(rq, cors) else {
         return x.gone();

@@ -35,6 +35,7 @@ EVERYTHING = CACHE / "node" / "node_modules" / "@modelcontextprotocol" / "server
 CONFORMANCE = CACHE / "node" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 PY = {"sdk2": CACHE / "py2" / "bin" / "python", "sdk1": CACHE / "py1" / "bin" / "python"}
 TIME_SERVER = CACHE / "pytime" / "bin" / "mcp-server-time"
+DEMO = Path(os.environ.get("MCP_DEMO_SERVER", REPO / "target" / "release" / "mcp-demo-server"))
 PROXY = Path(os.environ.get("MCP_PROXY", REPO / "target" / "release" / "mcp-proxy"))
 # Two builds can be paired (say, before both modes have landed on one branch).
 PROXY_SERVER = Path(os.environ.get("MCP_PROXY_SERVER", PROXY))
@@ -420,7 +421,36 @@ class Run:
         self.path("multi2-server", multi(2, "server"))
         self.path("multi4-server", multi(4, "server"))
 
+        self.path("server-modern", self.server_modern)
+
         self.path("conformance", self.conformance)
+
+    # ---- 2026-07-28 ----
+
+    def server_modern(self):
+        """The SDK 2.x Client in mode="auto" and mode="2026-07-28" through proxy
+        server mode: children that cannot serve 2026-07-28 once initialized
+        (server-everything, a Python SDK 2.x stdio server) and one that can
+        (the demo server). server_mode_modern.py says what each must do."""
+        py2_server = [PY["sdk2"], HERE / "py2_stdio_server.py"]
+        for name, child, kind, tool, args, expect in (
+            ("everything", self.everything_stdio(), "legacy", "echo", '{"message": "hi"}', "hi"),
+            ("py2-stdio", py2_server, "legacy", "echo", '{"text": "héllo"}', "héllo"),
+            ("demo", [DEMO], "dual", "echo", '{"text": "héllo"}', "héllo"),
+        ):
+            base = self.proxy_server(f"modern-{name}", child)
+            label = f"server-modern/{name}/sdk2"
+            argv = [PY["sdk2"], HERE / "server_mode_modern.py", "--label", label, "--url", base + "/mcp", "--child", kind]
+            argv += ["--tool", tool, "--args", args, "--expect", expect]
+            p = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=open(LOGS / f"{label.replace('/', '_')}.scenario-stderr.log", "w"),
+                text=True,
+                start_new_session=True,
+            )
+            self.collect(label, p)
 
     # ---- conformance ----
 
@@ -502,7 +532,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="comma-separated path groups (globs), e.g. 'direct-*,server-sse'")
     args = ap.parse_args()
-    for need in (NODE, EVERYTHING, CONFORMANCE, PY["sdk2"], PY["sdk1"], TIME_SERVER, PROXY_SERVER, PROXY_CLIENT):
+    for need in (NODE, EVERYTHING, CONFORMANCE, PY["sdk2"], PY["sdk1"], TIME_SERVER, PROXY_SERVER, PROXY_CLIENT, DEMO):
         if not Path(need).exists():
             sys.exit(f"interop: {need} is missing; run tests/interop/run.sh (it installs and builds everything)")
     shutil.rmtree(LOGS, ignore_errors=True)

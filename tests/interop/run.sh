@@ -64,6 +64,9 @@ esac
 if [ -z "${MCP_PROXY:-}" ] && { [ -z "${MCP_PROXY_SERVER:-}" ] || [ -z "${MCP_PROXY_CLIENT:-}" ]; }; then
     (cd "$repo" && cargo build --release --locked --quiet --bin mcp-proxy)
 fi
+if [ -z "${MCP_DEMO_SERVER:-}" ]; then
+    (cd "$repo" && cargo build --release --locked --quiet --bin mcp-demo-server)
+fi
 
 echo "interop: mcp SDK $("$cache/py2/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')" \
      "and $("$cache/py1/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))'),"\

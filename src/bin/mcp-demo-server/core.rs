@@ -38,6 +38,12 @@ pub struct Config {
     /// to, and `log` sends only at or above the level set with
     /// `logging/setLevel` (`info` until one is set).
     pub strict: bool,
+    /// Speak only the legacy era: no `server/discover`, no 2026-07-28
+    /// `_meta` handling (a server from before 2026-07-28).
+    pub legacy_only: bool,
+    /// Never answer `server/discover` (a legacy server that stays silent
+    /// on methods it does not know).
+    pub silent_discover: bool,
 }
 
 #[derive(Default)]
@@ -51,6 +57,11 @@ struct State {
     initialize_count: u64,
     client_name: Option<String>,
     methods_seen: Vec<String>,
+    /// Raw ids of the 2026-07-28 requests in flight: their results get
+    /// `resultType` and serverInfo in `_meta` (see modern.rs).
+    modern: HashSet<String>,
+    /// Open `subscriptions/listen` requests: raw id -> the agreed filter.
+    listens: HashMap<String, Value>,
 }
 
 pub struct Session {
@@ -74,12 +85,20 @@ impl Session {
         (self.out)(related, line)
     }
 
-    fn reply(&self, id: &str, result: Value) {
+    fn reply(&self, id: &str, mut result: Value) {
+        if self.state.lock().unwrap().modern.remove(id) {
+            self.modern_result(&mut result);
+        }
         self.send(Some(id), jsonrpc::result_reply(id, &result.to_string()));
     }
 
     fn fail(&self, id: &str, code: i64, msg: &str) {
-        self.send(Some(id), jsonrpc::error_reply(Some(id), code, msg, None));
+        self.fail_with(id, code, msg, None)
+    }
+
+    fn fail_with(&self, id: &str, code: i64, msg: &str, data: Option<&Value>) {
+        self.state.lock().unwrap().modern.remove(id);
+        self.send(Some(id), jsonrpc::error_reply(Some(id), code, msg, data));
     }
 
     fn text(&self, id: &str, text: impl Into<String>) {
@@ -134,11 +153,12 @@ impl Session {
             Kind::Notification => self.notification(&m),
             Kind::Request => {
                 let id = m.id().expect("requests have ids").to_owned();
-                self.state
-                    .lock()
-                    .unwrap()
-                    .methods_seen
-                    .push(m.method().unwrap_or("").to_owned());
+                let mut st = self.state.lock().unwrap();
+                st.methods_seen.push(m.method().unwrap_or("").to_owned());
+                if !self.cfg.legacy_only && is_modern(&m) {
+                    st.modern.insert(id.clone());
+                }
+                drop(st);
                 let me = self.clone();
                 // Everything on its own thread: a slow call never holds up another.
                 thread::spawn(move || me.request(&id, &m));
@@ -154,6 +174,8 @@ impl Session {
                     let mut st = self.state.lock().unwrap();
                     st.cancelled.insert(id.to_owned());
                     st.cancel_log.push(id.to_owned());
+                    st.listens.remove(id);
+                    st.modern.remove(id);
                 }
             }
             Some("notifications/initialized") | Some("notifications/roots/list_changed") => {}
@@ -165,6 +187,12 @@ impl Session {
     fn request(&self, id: &str, m: &Message) {
         let method = m.method().unwrap_or("");
         let p = m.params().cloned().unwrap_or(json!({}));
+        if method == "server/discover" && self.cfg.silent_discover {
+            return;
+        }
+        if self.state.lock().unwrap().modern.contains(id) && self.modern_request(id, method, &p) {
+            return;
+        }
         match method {
             "initialize" => self.initialize(id, &p),
             "ping" => self.reply(id, json!({})),
@@ -370,6 +398,19 @@ impl Session {
                 json!({"content": [{"type": "image", "mimeType": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="}]}),
             ),
             "fail" => self.reply(id, json!({"content": [{"type": "text", "text": s("text")}], "isError": true})),
+            "error" => {
+                let code = args["code"].as_i64().unwrap_or(jsonrpc::INTERNAL_ERROR);
+                let data = args.get("data").filter(|d| !d.is_null());
+                self.fail_with(id, code, &s("message"), data)
+            }
+            "notify_listeners" => {
+                let n = self.notify_listeners(&s("kind"), &s("uri"));
+                self.text(id, format!("notified {n}"))
+            }
+            "end_listens" => {
+                let n = self.end_listens(args["abrupt"].as_bool().unwrap_or(false));
+                self.text(id, format!("ended {n}"))
+            }
             other => self.fail(id, jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {other}")),
         }
     }
@@ -470,7 +511,208 @@ fn tools() -> Vec<Value> {
             "Returns an isError result with text",
             json!({"text": s}),
         ),
+        tool(
+            "error",
+            "Answers with a JSON-RPC error: code, message, data",
+            json!({"code": n, "message": s, "data": {}}),
+        ),
+        tool(
+            "notify_listeners",
+            "Sends a kind (tools, prompts, resources, updated with uri) notification to every subscriptions/listen that asked for it",
+            json!({"kind": s, "uri": s}),
+        ),
+        tool(
+            "end_listens",
+            "Ends every subscriptions/listen with its final result, or if abrupt with notifications/cancelled",
+            json!({"abrupt": {"type": "boolean"}}),
+        ),
     ]
+}
+
+// ---- 2026-07-28 (modern) requests over stdio ----
+//
+// A request whose `params._meta` carries the modern protocol version is
+// served statelessly next to the legacy session (the dual-era MAY of
+// versioning.mdx): its result gets `resultType` and serverInfo in `_meta`
+// (JR-08, LC-20); `server/discover` and `subscriptions/listen` exist only
+// for it. `--legacy-only` turns all of this off.
+
+/// The modern versions the demo serves.
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Whether a request carries the modern per-request envelope. `initialize`
+/// never counts: the handshake does not exist at modern versions.
+fn is_modern(m: &Message) -> bool {
+    m.method() != Some("initialize")
+        && m.params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|meta| meta.get(META_VERSION))
+            .is_some()
+}
+
+impl Session {
+    fn server_info(&self) -> Value {
+        json!({"name": self.cfg.name, "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// Stamps a modern result: `resultType` unless the result has one, and
+    /// serverInfo in `_meta`.
+    fn modern_result(&self, result: &mut Value) {
+        let Some(obj) = result.as_object_mut() else {
+            return;
+        };
+        obj.entry("resultType").or_insert(json!("complete"));
+        // List and read results are cacheable in 2026-07-28: they must say
+        // for whom and how long.
+        let cacheable = [
+            "tools",
+            "prompts",
+            "resources",
+            "resourceTemplates",
+            "contents",
+        ];
+        if cacheable.iter().any(|k| obj.contains_key(*k)) {
+            obj.entry("cacheScope").or_insert(json!("public"));
+            obj.entry("ttlMs").or_insert(json!(0));
+        }
+        let meta = obj.entry("_meta").or_insert(json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert(META_SERVER_INFO.into(), self.server_info());
+        }
+    }
+
+    /// The modern-only parts of a request: the envelope checks (SX-21,
+    /// SX-30), `server/discover` (LC-22) and `subscriptions/listen` (LC-80,
+    /// LC-81). True when the request was answered (or is being served) here.
+    fn modern_request(&self, id: &str, method: &str, p: &Value) -> bool {
+        let meta = &p["_meta"];
+        let version = meta[META_VERSION].as_str().unwrap_or("");
+        if !MODERN_VERSIONS.contains(&version) {
+            let data = json!({"supported": MODERN_VERSIONS, "requested": meta[META_VERSION]});
+            self.fail_with(id, -32022, "Unsupported protocol version", Some(&data));
+            return true;
+        }
+        if meta.get(META_CAPS).is_none() {
+            self.fail(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "params._meta is missing io.modelcontextprotocol/clientCapabilities",
+            );
+            return true;
+        }
+        match method {
+            "server/discover" => {
+                let mut versions: Vec<&str> = VERSIONS.to_vec();
+                versions.extend_from_slice(MODERN_VERSIONS);
+                self.reply(
+                    id,
+                    json!({
+                        "supportedVersions": versions,
+                        "capabilities": {
+                            "tools": {"listChanged": true},
+                            "resources": {"subscribe": true, "listChanged": true},
+                            "prompts": {"listChanged": true},
+                            "logging": {},
+                            "completions": {}
+                        },
+                        "instructions": "A demo server: echo, add, slow, progress and more.",
+                        "cacheScope": "public",
+                        "ttlMs": 0
+                    }),
+                );
+                true
+            }
+            "subscriptions/listen" => {
+                let asked = &p["notifications"];
+                let mut agreed = serde_json::Map::new();
+                for k in [
+                    "toolsListChanged",
+                    "promptsListChanged",
+                    "resourcesListChanged",
+                ] {
+                    if asked[k].as_bool() == Some(true) {
+                        agreed.insert(k.into(), json!(true));
+                    }
+                }
+                if let Some(uris) = asked["resourceSubscriptions"].as_array() {
+                    agreed.insert("resourceSubscriptions".into(), json!(uris));
+                }
+                let agreed = Value::Object(agreed);
+                let mut st = self.state.lock().unwrap();
+                st.listens.insert(id.to_owned(), agreed.clone());
+                // The acknowledgement goes out before any notification of
+                // the subscription can (LC-81): both under the lock.
+                let ack = format!(
+                    "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{{\"_meta\":{{\"{META_SUBSCRIPTION}\":{id}}},\"notifications\":{agreed}}}}}"
+                );
+                self.send(Some(id), ack);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends a `kind` notification (tools, prompts, resources: list_changed;
+    /// updated: resources/updated for `uri`) to every listen that agreed to
+    /// it, tagged with its subscription id (LC-82). Returns how many.
+    fn notify_listeners(&self, kind: &str, uri: &str) -> usize {
+        let st = self.state.lock().unwrap();
+        let mut n = 0;
+        for (id, agreed) in &st.listens {
+            let (wanted, method, params) = match kind {
+                "updated" => (
+                    agreed["resourceSubscriptions"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|u| u == uri)),
+                    "notifications/resources/updated".to_owned(),
+                    format!(",\"uri\":{}", jsonrpc::quote(uri)),
+                ),
+                k => (
+                    agreed[format!("{k}ListChanged")].as_bool() == Some(true),
+                    format!("notifications/{k}/list_changed"),
+                    String::new(),
+                ),
+            };
+            if wanted {
+                n += 1;
+                self.send(
+                    Some(id),
+                    format!("{{\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{{\"_meta\":{{\"{META_SUBSCRIPTION}\":{id}}}{params}}}}}"),
+                );
+            }
+        }
+        n
+    }
+
+    /// Ends every listen: gracefully, with a final result naming the
+    /// subscription (LC-83), or with `abrupt` by tearing it down with
+    /// `notifications/cancelled` (LC-42). Returns how many.
+    fn end_listens(&self, abrupt: bool) -> usize {
+        let ids: Vec<String> = {
+            let mut st = self.state.lock().unwrap();
+            let ids: Vec<String> = st.listens.drain().map(|(id, _)| id).collect();
+            for id in &ids {
+                st.modern.remove(id);
+            }
+            ids
+        };
+        for id in &ids {
+            let sub: Value = serde_json::from_str(id).expect("a raw id is JSON");
+            if abrupt {
+                let line = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": sub, "reason": "the server ends the subscription"}});
+                self.send(Some(id), line.to_string());
+            } else {
+                let mut result = json!({"_meta": {META_SUBSCRIPTION: sub}});
+                self.modern_result(&mut result);
+                self.send(Some(id), jsonrpc::result_reply(id, &result.to_string()));
+            }
+        }
+        ids.len()
+    }
 }
 
 /// The tool list a 2026-07-28 request sees over HTTP: every tool, plus two

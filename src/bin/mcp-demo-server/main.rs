@@ -23,6 +23,7 @@ const HELP: &str = "\
 mcp-demo-server: a demo MCP server (stdio, or HTTP with --http)
 
 Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init] [--strict]
+                      [--legacy-only] [--silent-discover]
        mcp-demo-server --http PORT [--transport sse|streamable|both] [...]
 
   --name NAME          serverInfo.name [default: mcp-demo-server]
@@ -30,6 +31,9 @@ Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init] [--strict]
   --no-init            never answer initialize (a hung server)
   --strict             touch notifies only for subscribed URIs, log sends only
                        at or above the level from logging/setLevel (info)
+  --legacy-only        no 2026-07-28 support: server/discover is unknown and
+                       requests are served as in a legacy session
+  --silent-discover    never answer server/discover
 
 HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --http PORT          serve HTTP on PORT, 0 for a random one
@@ -88,6 +92,8 @@ fn main() {
             }
             "--no-init" => cfg.no_init = true,
             "--strict" => cfg.strict = true,
+            "--legacy-only" => cfg.legacy_only = true,
+            "--silent-discover" => cfg.silent_discover = true,
             "--http" => {
                 opts.port = args
                     .next()
