@@ -227,6 +227,9 @@ pub struct ServerStatus {
     pub last_exit: Option<String>,
     /// Why the server last stopped or failed to start, in words.
     pub last_error: Option<String>,
+    /// Whether the running child serves 2026-07-28 requests too (its
+    /// `server/discover` answer); `None` until it is known.
+    pub serves_modern: Option<bool>,
     /// Counters and gauges for `/metrics`.
     pub metrics: metrics::Snapshot,
 }
@@ -244,6 +247,7 @@ impl ServerStatus {
             restarts: 0,
             last_exit: None,
             last_error: None,
+            serves_modern: None,
             metrics: metrics::Snapshot::default(),
         }
     }
@@ -2393,6 +2397,11 @@ impl Router {
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
             last_error: self.last_error.clone(),
+            serves_modern: match self.era {
+                Era::Unknown => None,
+                Era::Both => Some(true),
+                Era::LegacyOnly => Some(false),
+            },
             metrics: metrics::Snapshot {
                 counters: self.counters,
                 sse_sessions: count(Transport::Sse),

@@ -850,6 +850,27 @@ fn lc22_server_discover_is_relayed_and_a_legacy_child_makes_clients_fall_back() 
     assert_eq!(c.json()["result"]["protocolVersion"], "2025-11-25");
 }
 
+/// `/status` says, per server, whether its child serves 2026-07-28 too:
+/// what the proxy learnt from its `server/discover` probe.
+#[test]
+fn status_says_which_servers_serve_2026_07_28() {
+    let legacy = format!("{} --legacy-only", demo_bin());
+    let p = Proxy::start(&[
+        "--named-server",
+        "old",
+        &legacy,
+        "--named-server",
+        "new",
+        demo_bin(),
+    ]);
+    let st = p.wait_status("both probes answered", |s| {
+        !s["servers"]["old"]["serves_2026_07_28"].is_null()
+            && !s["servers"]["new"]["serves_2026_07_28"].is_null()
+    });
+    assert_eq!(st["servers"]["old"]["serves_2026_07_28"], false, "{st}");
+    assert_eq!(st["servers"]["new"]["serves_2026_07_28"], true, "{st}");
+}
+
 #[test]
 fn st15_a_child_silent_on_discover_counts_as_legacy() {
     // The probe waits at most --init-timeout (and 5 s): then the child is

@@ -578,7 +578,7 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
         .map(|s| {
             let opt = |v: &Option<String>| v.as_deref().map(q).unwrap_or_else(|| "null".into());
             format!(
-                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{}}}",
+                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{},\"serves_2026_07_28\":{}}}",
                 q(&s.name),
                 q(&s.state),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
@@ -587,7 +587,9 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
                 opt(&s.last_error),
                 s.sessions,
                 s.sse_sessions,
-                s.requests_in_flight
+                s.requests_in_flight,
+                s.serves_modern
+                    .map_or_else(|| "null".to_owned(), |b| b.to_string())
             )
         })
         .collect();
