@@ -514,33 +514,29 @@ fn method_not_allowed(rq: Request, allow: &str, cors: &[(String, String)]) {
 /// systemd watchdog's test that the proxy is alive).
 fn routers_answer(ctx: &Ctx, within: Duration) -> bool {
     let deadline = std::time::Instant::now() + within;
-    let rxs: Vec<_> = ctx
-        .mounts
-        .iter()
-        .map(|m| {
-            let (tx, rx) = channel();
-            let _ = m.router.send(Event::Status { reply: tx });
-            rx
-        })
-        .collect();
-    rxs.into_iter().all(|rx| {
+    ask_routers(ctx).into_iter().all(|(_, rx)| {
         rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             .is_ok()
     })
 }
 
-/// Asks every router for its state.
-fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
-    let rxs: Vec<_> = ctx
-        .mounts
+/// Sends every router a status request, all at once; the answers come on
+/// the receivers, by server name.
+fn ask_routers(ctx: &Ctx) -> Vec<(String, std::sync::mpsc::Receiver<ServerStatus>)> {
+    ctx.mounts
         .iter()
         .map(|m| {
             let (tx, rx) = channel();
             let _ = m.router.send(Event::Status { reply: tx });
             (m.name.clone(), rx)
         })
-        .collect();
-    rxs.into_iter()
+        .collect()
+}
+
+/// Asks every router for its state.
+fn statuses(ctx: &Ctx) -> Vec<ServerStatus> {
+    ask_routers(ctx)
+        .into_iter()
         .map(|(name, rx)| {
             rx.recv_timeout(STATUS_TIMEOUT)
                 .unwrap_or_else(|_| ServerStatus {
