@@ -91,7 +91,7 @@
 
 pub mod digest;
 mod http;
-mod modern;
+pub(crate) mod modern;
 mod sse_link;
 mod streamable;
 

@@ -425,3 +425,65 @@ mod tests {
         );
     }
 }
+
+/// What client mode sends (client/modern.rs `encode`) is what server mode
+/// reads back (`decode_value`), for any string: both halves of SX-25 in
+/// this one binary must agree, or a proxy chain would refuse its own
+/// requests as HeaderMismatch.
+#[cfg(test)]
+mod roundtrip {
+    use super::decode_value;
+    use crate::client::modern::encode;
+
+    #[test]
+    fn every_encoded_value_decodes_to_itself() {
+        let mut cases: Vec<String> = [
+            "",
+            " ",
+            "plain",
+            "with inner spaces",
+            " leading",
+            "trailing ",
+            "tab\there",
+            "line\nbreak",
+            "\u{7f}",
+            "é",
+            "日本語",
+            "emoji 🦀",
+            "=?base64?",
+            "=?base64?aGk=?=",
+            "?=",
+            "=?base64??=",
+            "\0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Deterministic pseudo-random strings over a mix of ASCII, control
+        // characters, the sentinel's own characters and multi-byte ones.
+        let alphabet: Vec<char> = "ab =?+/\t\r\n\u{1}\u{7f}é日🦀base64".chars().collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((x >> (i % 48)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            cases.push(s);
+        }
+        for v in cases {
+            let e = encode(&v);
+            assert!(
+                e.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{v:?} encodes to a value that is not plain ASCII: {e:?}"
+            );
+            assert_eq!(
+                decode_value(&e).as_deref(),
+                Some(v.as_str()),
+                "{v:?} via {e:?}"
+            );
+        }
+    }
+}
