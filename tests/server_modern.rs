@@ -575,6 +575,57 @@ fn sx10_rl06_closing_the_stream_cancels_the_request_at_the_child() {
     });
 }
 
+/// SX-10 with no keepalive to give the hang-up away: a client that
+/// closes its connection before any reply (JSON-only or SSE-capable) and
+/// a listen stream closed with nothing on it are cancelled at the child
+/// all the same; the proxy watches the sockets of 2026-07-28 exchanges.
+#[test]
+fn sx10_a_hang_up_is_noticed_without_any_keepalive() {
+    let p = Proxy::start(&["--keepalive", "0"]);
+    let url = mcp(&p);
+    let addr = p.url.trim_start_matches("http://").to_owned();
+    let raw = |body: &Value, accept: &str| {
+        let mut h = headers_for(body);
+        set(&mut h, "Accept", Some(accept));
+        let body = body.to_string();
+        let mut head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in &h {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        std::io::Write::write_all(&mut s, format!("{head}\r\n{body}").as_bytes()).expect("send");
+        s
+    };
+    let a = raw(
+        &modern_call(json!("a"), "slow", json!({"ms": 60000})),
+        "application/json",
+    );
+    let b = raw(
+        &modern_call(json!("b"), "slow", json!({"ms": 60000})),
+        "application/json, text/event-stream",
+    );
+    let l = raw(
+        &modern(
+            json!("L"),
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        ),
+        "application/json, text/event-stream",
+    );
+    p.wait_status("the two calls in flight", |s| {
+        s["servers"]["default"]["requests_in_flight"] == 3
+    });
+    drop((a, b, l));
+    let list = wait_cancelled(&url, "three cancelled requests", |l| l.len() == 3);
+    assert_eq!(list.len(), 3, "{list:?}");
+    p.wait_status("nothing in flight", |s| {
+        s["servers"]["default"]["requests_in_flight"] == 0
+    });
+}
+
 fn listen(url: &str, id: Value, notifications: Value) -> Sse {
     let body = modern(
         id,

@@ -411,14 +411,74 @@ pub enum Ended {
     ClientGone,
 }
 
+/// How often an exchange that must notice its client hanging up (a
+/// 2026-07-28 one: closing the response is the cancel, SX-10) looks at its
+/// socket while it waits. Without it a hang-up shows only when a write
+/// fails: at the next keepalive, or never with `--keepalive 0`.
+pub const HANGUP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Whether the peer of socket `fd` has closed the connection (or it failed).
+pub fn peer_hung_up(fd: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll reads one valid, owned pollfd and writes its revents; a
+    // timeout of 0 never blocks. The fd stays owned by the connection.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// The next message on `rx`, waiting at most `limit` (`None`: as long as
+/// it takes). With `watch`, the socket of the client is checked every
+/// [`HANGUP_CHECK_INTERVAL`] meanwhile; `Err(None)` says the client hung up.
+pub fn recv_watching(
+    rx: &BoundedReceiver<Out>,
+    limit: Option<Duration>,
+    watch: Option<i32>,
+) -> Result<Out, Option<RecvTimeoutError>> {
+    let Some(fd) = watch else {
+        return match limit {
+            Some(l) => rx.recv_timeout(l).map_err(Some),
+            None => rx.recv().map_err(|_| Some(RecvTimeoutError::Disconnected)),
+        };
+    };
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
+    loop {
+        let slice = match deadline {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .min(HANGUP_CHECK_INTERVAL),
+            None => HANGUP_CHECK_INTERVAL,
+        };
+        match rx.recv_timeout(slice) {
+            Ok(o) => return Ok(o),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Some(RecvTimeoutError::Disconnected))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if peer_hung_up(fd) {
+                    return Err(None);
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Err(Some(RecvTimeoutError::Timeout));
+                }
+            }
+        }
+    }
+}
+
 /// Writes `first` (if any) and then everything from `rx` as `message`
 /// events, with a keepalive comment whenever the stream is idle for
-/// `keepalive`. Returns when the router drops the stream or a write fails.
+/// `keepalive`. Returns when the router drops the stream or a write fails,
+/// or with `watch` (see [`recv_watching`]) when the client hangs up.
 pub fn pump_sse(
     w: &mut dyn Write,
     first: Option<Out>,
     rx: &BoundedReceiver<Out>,
     keepalive: Option<Duration>,
+    watch: Option<i32>,
 ) -> Ended {
     if let Some(o) = first {
         if write_out(w, &o).is_err() {
@@ -426,22 +486,19 @@ pub fn pump_sse(
         }
     }
     loop {
-        let next = match keepalive {
-            Some(k) => rx.recv_timeout(k),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match next {
+        match recv_watching(rx, keepalive, watch) {
             Ok(o) => {
                 if write_out(w, &o).is_err() {
                     return Ended::ClientGone;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Err(None) => return Ended::ClientGone,
+            Err(Some(RecvTimeoutError::Timeout)) => {
                 if sse::write_comment(w, "ping").is_err() {
                     return Ended::ClientGone;
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return Ended::Done,
+            Err(Some(RecvTimeoutError::Disconnected)) => return Ended::Done,
         }
     }
 }

@@ -47,7 +47,8 @@ pub fn open(ctx: &Ctx, mount: &Mount, rq: Request, cors: &[(String, String)]) {
         return gone();
     }
     ctx.touch();
-    if let http::Ended::ClientGone = http::pump_sse(&mut w, None, &stream, ctx.args.keepalive) {
+    if let http::Ended::ClientGone = http::pump_sse(&mut w, None, &stream, ctx.args.keepalive, None)
+    {
         gone();
     }
 }

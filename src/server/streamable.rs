@@ -190,9 +190,14 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
     // usually long before the child answers, so one wake-up serves both.
     // Waiting for the first message up to a keepalive period is what an
     // SSE-capable client's reply needs anyway (RL-04, `Exchange::sse`).
-    let first = match ctx.args.keepalive {
-        Some(k) if !json_only => out_rx.recv_timeout(k),
-        _ => out_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    // A 2026-07-28 client that hangs up cancels its request (SX-10): its
+    // socket is watched while the exchange waits.
+    let watch = if modern { rq.socket_fd() } else { None };
+    let limit = ctx.args.keepalive.filter(|_| !json_only);
+    let (first, hung_up) = match http::recv_watching(&out_rx, limit, watch) {
+        Ok(o) => (Ok(o), false),
+        Err(Some(e)) => (Err(e), false),
+        Err(None) => (Err(RecvTimeoutError::Timeout), true),
     };
     match rx.recv() {
         Ok(PostReply::Accepted) => http::respond(rq, 202, "", "", cors),
@@ -215,7 +220,12 @@ pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
                 conn: 1,
                 version,
                 modern,
+                watch,
             };
+            if hung_up {
+                // Nothing to answer: the router cancels at the child.
+                return x.gone();
+            }
             if json_only {
                 x.json(rq, first.ok(), out_rx, batch, &h)
             } else {
@@ -236,6 +246,8 @@ struct Exchange<'a> {
     /// A 2026-07-28 exchange: the status follows the response (RL-09), and
     /// the stream is not resumable (no priming event, SX-09).
     modern: bool,
+    /// The client's socket, watched for a hang-up (modern exchanges).
+    watch: Option<i32>,
 }
 
 impl Exchange<'_> {
@@ -316,7 +328,9 @@ impl Exchange<'_> {
         {
             return self.gone();
         }
-        if let http::Ended::ClientGone = http::pump_sse(&mut w, first, &rx, self.ctx.args.keepalive)
+        let watch = if self.modern { self.watch } else { None };
+        if let http::Ended::ClientGone =
+            http::pump_sse(&mut w, first, &rx, self.ctx.args.keepalive, watch)
         {
             self.gone();
         }
@@ -380,6 +394,7 @@ pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
         conn,
         version,
         modern: false,
+        watch: None,
     };
     let Ok(mut w) = http::start_sse(rq, cors) else {
         return x.gone();
@@ -390,7 +405,7 @@ pub fn get(ctx: &Ctx, mount: &Mount, rq: Request, cors: &Headers) {
     {
         return x.gone();
     }
-    if let http::Ended::ClientGone = http::pump_sse(&mut w, None, &rx, ctx.args.keepalive) {
+    if let http::Ended::ClientGone = http::pump_sse(&mut w, None, &rx, ctx.args.keepalive, None) {
         x.gone();
     }
 }

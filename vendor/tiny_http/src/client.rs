@@ -34,6 +34,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // Patched for mcp-proxy: the socket, for `Request::socket_fd`.
+    socket_fd: Option<i32>,
 }
 
 /// Error that can happen when reading a request.
@@ -69,6 +72,10 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let socket_fd = read_socket.raw_fd();
+        #[cfg(not(unix))]
+        let socket_fd = None;
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -80,6 +87,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            socket_fd,
         }
     }
 
@@ -258,6 +266,7 @@ impl ClientConnection {
             data_source,
             writer,
             body_deadline,
+            self.socket_fd,
         )
         .map_err(|e| {
             use crate::request;

@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Patched for mcp-proxy: the connection's socket (plain HTTP only).
+    socket_fd: Option<i32>,
 }
 
 struct NotifyOnDrop<R> {
@@ -150,6 +153,7 @@ where
         source_data,
         writer,
         None,
+        None,
     )
 }
 
@@ -169,6 +173,7 @@ pub(crate) fn new_request_until<R, W>(
     mut source_data: R,
     writer: W,
     body_deadline: Option<std::time::Instant>,
+    socket_fd: Option<i32>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -279,6 +284,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        socket_fd,
     })
 }
 
@@ -287,6 +293,14 @@ impl Request {
     #[inline]
     pub fn secure(&self) -> bool {
         self.secure
+    }
+
+    /// Patched for mcp-proxy: the descriptor of the connection this request
+    /// came on (plain HTTP over TCP or a Unix socket; `None` otherwise), for
+    /// polling it, never for reading or writing.
+    #[inline]
+    pub fn socket_fd(&self) -> Option<i32> {
+        self.socket_fd
     }
 
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
