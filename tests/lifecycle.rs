@@ -832,9 +832,9 @@ fn subscriptions_are_sent_again_to_a_restarted_child() {
     });
 }
 
-#[test]
-fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
-    // A 3 s backoff leaves time to subscribe while the server restarts.
+/// [`strict_proxy`] with a 3 s restart backoff, which leaves a test time
+/// to act while the server restarts.
+fn slow_restart_proxy() -> (Proxy, Session, Session) {
     let p = Proxy::start_raw(&[
         "--port",
         "0",
@@ -845,13 +845,25 @@ fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
         "--strict",
     ]);
     p.wait_ready();
-    let mut a = legacy_at(&p.url, "a");
-    let mut b = streamable_at(&p.url, "b");
-    b.post(&tool(json!("crash"), "crash", json!({})));
-    b.recv_response(&json!("crash"));
+    let a = legacy_at(&p.url, "a");
+    let b = streamable_at(&p.url, "b");
+    (p, a, b)
+}
+
+/// Crashes the child through session `s` and waits until the proxy is
+/// restarting it (not yet running again).
+fn crash_into_restart(p: &Proxy, s: &mut Session) {
+    s.post(&tool(json!("crash"), "crash", json!({})));
+    s.recv_response(&json!("crash"));
     p.wait_status("restarting", |s| {
         s["servers"]["default"]["state"] == "restarting"
     });
+}
+
+#[test]
+fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
+    let (p, mut a, mut b) = slow_restart_proxy();
+    crash_into_restart(&p, &mut b);
     a.post(&req(
         json!(2),
         "resources/subscribe",
@@ -882,30 +894,14 @@ fn a_subscribe_that_waits_for_a_restart_reaches_the_new_child_once() {
 /// both wait reach it, in order.
 #[test]
 fn an_unsubscribe_that_waits_for_a_restart_does_not_reach_the_new_child() {
-    // A 3 s backoff leaves time to (un)subscribe while the server restarts.
-    let p = Proxy::start_raw(&[
-        "--port",
-        "0",
-        "--restart-backoff",
-        "3",
-        "--",
-        demo_bin(),
-        "--strict",
-    ]);
-    p.wait_ready();
-    let mut a = legacy_at(&p.url, "a");
-    let mut b = streamable_at(&p.url, "b");
+    let (p, mut a, mut b) = slow_restart_proxy();
     a.post(&req(
         json!(1),
         "resources/subscribe",
         json!({"uri": "demo://z"}),
     ));
     assert_eq!(a.recv_response(&json!(1))["result"], json!({}));
-    b.post(&tool(json!("crash"), "crash", json!({})));
-    b.recv_response(&json!("crash"));
-    p.wait_status("restarting", |s| {
-        s["servers"]["default"]["state"] == "restarting"
-    });
+    crash_into_restart(&p, &mut b);
     a.post(&req(
         json!(2),
         "resources/unsubscribe",
