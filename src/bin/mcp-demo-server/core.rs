@@ -262,15 +262,9 @@ impl Session {
             id,
             json!({
                 "protocolVersion": version,
-                "capabilities": {
-                    "tools": {"listChanged": true},
-                    "resources": {"subscribe": true, "listChanged": true},
-                    "prompts": {"listChanged": true},
-                    "logging": {},
-                    "completions": {}
-                },
+                "capabilities": capabilities(),
                 "serverInfo": {"name": self.cfg.name, "version": env!("CARGO_PKG_VERSION")},
-                "instructions": "A demo server: echo, add, slow, progress and more."
+                "instructions": INSTRUCTIONS
             }),
         );
     }
@@ -612,14 +606,8 @@ impl Session {
                     id,
                     json!({
                         "supportedVersions": versions,
-                        "capabilities": {
-                            "tools": {"listChanged": true},
-                            "resources": {"subscribe": true, "listChanged": true},
-                            "prompts": {"listChanged": true},
-                            "logging": {},
-                            "completions": {}
-                        },
-                        "instructions": "A demo server: echo, add, slow, progress and more.",
+                        "capabilities": capabilities(),
+                        "instructions": INSTRUCTIONS,
                         "cacheScope": "public",
                         "ttlMs": 0
                     }),
@@ -740,3 +728,16 @@ pub fn modern_tools(renamed: bool) -> Vec<Value> {
     ));
     t
 }
+
+/// What the demo offers, the same in `initialize` and `server/discover`.
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "resources": {"subscribe": true, "listChanged": true},
+        "prompts": {"listChanged": true},
+        "logging": {},
+        "completions": {}
+    })
+}
+
+const INSTRUCTIONS: &str = "A demo server: echo, add, slow, progress and more.";
