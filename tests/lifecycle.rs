@@ -741,11 +741,21 @@ fn with_failed_retry_0_a_failed_server_is_never_retried() {
 /// for URIs it was asked to subscribe to, and logs only at or above the
 /// level it was set to), one HTTP+SSE and one Streamable HTTP session.
 fn strict_proxy() -> (Proxy, Session, Session) {
+    strict_proxy_with_backoff("0.05")
+}
+
+/// [`strict_proxy`] with a 3 s restart backoff, which leaves a test time
+/// to act while the server restarts.
+fn slow_restart_proxy() -> (Proxy, Session, Session) {
+    strict_proxy_with_backoff("3")
+}
+
+fn strict_proxy_with_backoff(secs: &str) -> (Proxy, Session, Session) {
     let p = Proxy::start_raw(&[
         "--port",
         "0",
         "--restart-backoff",
-        "0.05",
+        secs,
         "--",
         demo_bin(),
         "--strict",
@@ -830,24 +840,6 @@ fn subscriptions_are_sent_again_to_a_restarted_child() {
     whoami_until(&mut b, "no subscription", |v| {
         v["subscriptions"] == json!([])
     });
-}
-
-/// [`strict_proxy`] with a 3 s restart backoff, which leaves a test time
-/// to act while the server restarts.
-fn slow_restart_proxy() -> (Proxy, Session, Session) {
-    let p = Proxy::start_raw(&[
-        "--port",
-        "0",
-        "--restart-backoff",
-        "3",
-        "--",
-        demo_bin(),
-        "--strict",
-    ]);
-    p.wait_ready();
-    let a = legacy_at(&p.url, "a");
-    let b = streamable_at(&p.url, "b");
-    (p, a, b)
 }
 
 /// Crashes the child through session `s` and waits until the proxy is
