@@ -929,6 +929,14 @@ mod tests {
     }
 
     #[test]
+    fn modern_sibling_is_on_unless_turned_off_and_the_last_flag_wins() {
+        assert!(run(&["srv"]).unwrap().modern_sibling);
+        assert!(!run(&["--no-modern-sibling", "srv"]).unwrap().modern_sibling);
+        let a = run(&["--no-modern-sibling", "--modern-sibling", "srv"]).unwrap();
+        assert!(a.modern_sibling);
+    }
+
+    #[test]
     fn deprecated_aliases_work_and_port_wins() {
         let a = run(&["--sse-port", "9000", "--sse-host", "0.0.0.0", "srv"]).unwrap();
         assert_eq!((a.port, a.host.as_str()), (9000, "0.0.0.0"));

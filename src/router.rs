@@ -49,8 +49,15 @@
 //! asked for, and the notifications of their `subscriptions/listen` (routed
 //! by subscriptionId); never a request from the child (SX-07). Whether the
 //! initialized child still serves them is learnt with a `server/discover`
-//! probe after `initialize` ([`Era`]); when it does not, the proxy refuses
-//! them itself.
+//! probe after `initialize` ([`Era`]). When it does not, the first of them
+//! starts a modern sibling (see "the modern sibling" below,
+//! [`Config::modern_sibling`]): a second router thread,
+//! `router-NAME (modern sibling)`, with its own never-initialized child and
+//! pumps, owned by this router, which hands it every 2026-07-28 POST once
+//! it serves. It ends when this router shuts down (it stops its child
+//! within the same grace), or on its own when its first child cannot serve
+//! 2026-07-28; then, and with `--no-modern-sibling`, the proxy refuses
+//! 2026-07-28 requests itself.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
@@ -749,8 +756,9 @@ impl Router {
             }
             if self.era_probe.is_some_and(|(_, at)| now >= at) {
                 log::info!(
-                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests, mcp-proxy refuses them",
-                    self.name
+                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests: {}",
+                    self.name,
+                    self.legacy_note()
                 );
                 self.era_known(Era::LegacyOnly);
             }
@@ -825,9 +833,13 @@ impl Router {
                     _ => self.stream_gone(&session, stream, conn),
                 },
                 Event::Status { reply } => {
-                    let st = self.status();
+                    let mut st = self.status();
                     match &self.sibling {
-                        Some(s) => {
+                        // Only a serving sibling is asked: before its
+                        // verdict it may be ending on its own, and a
+                        // question it drops would make the server look
+                        // unresponsive.
+                        Some(s) if s.serving => {
                             let ev = Event::SiblingStatus {
                                 base: Box::new(st),
                                 reply,
@@ -837,6 +849,16 @@ impl Router {
                                     let _ = reply.send(*base);
                                 }
                             }
+                        }
+                        Some(_) => {
+                            st.modern_sibling = Some(SiblingStatus {
+                                state: State::Starting.name().to_owned(),
+                                pid: None,
+                                restarts: 0,
+                                last_exit: None,
+                                last_error: None,
+                            });
+                            let _ = reply.send(st);
                         }
                         None => {
                             let _ = reply.send(st);
@@ -1252,10 +1274,21 @@ impl Router {
                 None => "its server/discover result lists no 2026-07-28 version".to_owned(),
             };
             log::info!(
-                "server '{}' does not serve 2026-07-28 requests once initialized ({why}); mcp-proxy refuses them",
-                self.name
+                "server '{}' does not serve 2026-07-28 requests once initialized ({why}): {}",
+                self.name,
+                self.legacy_note()
             );
             self.era_known(Era::LegacyOnly);
+        }
+    }
+
+    /// What becomes of 2026-07-28 requests for a child that cannot serve
+    /// them, for the log.
+    fn legacy_note(&self) -> &'static str {
+        if self.cfg.modern_sibling {
+            "the first of them starts a second, never-initialized process for them (--no-modern-sibling turns this off)"
+        } else {
+            "mcp-proxy refuses them"
         }
     }
 
@@ -1347,7 +1380,7 @@ impl Router {
         cfg.modern_sibling = false;
         cfg.spec.name = format!("{} (modern sibling)", self.name);
         log::info!(
-            "server '{}' does not serve 2026-07-28 requests once initialized; starting a second, never-initialized process for them (--no-modern-sibling turns this off)",
+            "server '{}': starting a second, never-initialized process for 2026-07-28 requests",
             self.name
         );
         match start_with(cfg, Some(self.tx.clone())) {
