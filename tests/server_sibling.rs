@@ -332,3 +332,61 @@ fn sigterm_stops_the_sibling_with_the_server() {
         wait_gone(pid, what);
     }
 }
+
+#[test]
+fn requests_that_arrive_together_start_one_sibling_and_are_all_served() {
+    let p = proxy(&[], &["--era-lock"]);
+    let url = mcp(&p);
+    // All sent before any answer: the ones after the first wait for the
+    // sibling's verdict instead of starting siblings of their own.
+    let socks: Vec<(String, TcpStream)> = (0..8)
+        .map(|i| {
+            let id = format!("c{i}");
+            let body = modern_call(&id, "echo", json!({"text": id}));
+            (id, post_only(&url, &body))
+        })
+        .collect();
+    for (id, sock) in socks {
+        let (status, v) = reply(read_head(sock, &id));
+        assert_eq!((status, v["id"].clone()), (200, json!(id)), "{v}");
+        assert_eq!(text_of(&v), id);
+    }
+    let mut p = p;
+    let _ = logged_pid(&mut p, SIBLING_STARTED);
+    assert_eq!(p.proc.stderr().matches(SIBLING_STARTED).count(), 1);
+}
+
+#[test]
+fn a_server_that_cannot_run_twice_keeps_todays_answers() {
+    // The second process cannot take the lock and exits at once, as a
+    // server holding an exclusive lock or a fixed port would.
+    let lock = std::env::temp_dir().join(format!("mcp-proxy-sibling-{}.lock", std::process::id()));
+    let cmd = format!("flock -n {} {} --era-lock", lock.display(), demo_bin());
+    let mut p = proxy(&["--named-server", "once", &cmd], &[]);
+    let url = format!("{}/servers/once/mcp", p.url);
+    let (status, v) = reply(post(&url, &modern_call("e", "echo", json!({"text": "x"}))));
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!(-32022)),
+        "{v}"
+    );
+    let sibling = logged_pid(&mut p, SIBLING_STARTED);
+    wait_gone(sibling, "the sibling that could not take the lock");
+    p.proc.wait_stderr("before answering server/discover", WAIT);
+    // The first process still serves its sessions.
+    let mut s = Session::open(
+        &format!("{}/servers/once", p.url),
+        Kind::Streamable {
+            version: "2025-06-18",
+            json_only: false,
+            get: false,
+        },
+        "legacy",
+        json!({}),
+    );
+    assert_eq!(legacy_whoami(&mut s, 2)["initializeCount"], 1);
+    let st = p.status();
+    assert!(st["servers"]["once"]["modern_sibling"].is_null(), "{st}");
+    assert_eq!(st["servers"]["once"]["restarts"], 0, "{st}");
+    let _ = std::fs::remove_file(lock);
+}
