@@ -12,51 +12,10 @@ mod server_support;
 
 use common::{alive, demo_bin, wait_gone, WAIT};
 use serde_json::{json, Value};
+use server_support::modern::*;
 use server_support::*;
 use std::net::TcpStream;
 use std::time::Instant;
-
-const V: &str = "2026-07-28";
-
-/// A modern request: `params` with the `_meta` envelope added (LC-20).
-fn modern(id: Value, method: &str, mut params: Value) -> Value {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": V,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "sibling-test", "version": "1"}
-    });
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-}
-
-fn modern_call(id: &str, tool: &str, args: Value) -> Value {
-    modern(
-        json!(id),
-        "tools/call",
-        json!({"name": tool, "arguments": args}),
-    )
-}
-
-/// POSTs a modern request with the headers a 2026-07-28 client sends
-/// (SX-03, SX-20, SX-24), and reads the response head.
-fn post(url: &str, body: &Value) -> Conn {
-    let what = format!("POST {url} {}", body["id"]);
-    read_head(post_only(url, body), &what)
-}
-
-/// [`post`] without waiting for an answer: the socket to read it from.
-fn post_only(url: &str, body: &Value) -> TcpStream {
-    let method = body["method"].as_str().unwrap_or("");
-    let mut h = vec![
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-        ("MCP-Protocol-Version", V),
-        ("Mcp-Method", method),
-    ];
-    if let Some(n) = body["params"]["name"].as_str() {
-        h.push(("Mcp-Name", n));
-    }
-    write_request("POST", url, &h, Some(body.to_string().as_bytes()))
-}
 
 /// The reply to a modern POST: status and the one JSON-RPC response.
 fn reply(c: Conn) -> (u16, Value) {
@@ -89,7 +48,7 @@ fn mcp(p: &Proxy) -> String {
 /// The demo's `whoami` answered to a modern request: which process
 /// served it, and whether it was ever initialized.
 fn modern_whoami(url: &str, id: &str) -> Value {
-    let (status, v) = reply(post(url, &modern_call(id, "whoami", json!({}))));
+    let (status, v) = reply(post(url, &modern_call(json!(id), "whoami", json!({}))));
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v["result"]["resultType"], "complete",
@@ -153,7 +112,10 @@ fn a_locked_server_serves_2026_07_28_from_a_sibling_while_legacy_sessions_go_on(
     assert!(versions.contains(&json!(V)), "{v}");
     // A call is served in 2026-07-28 (without the sibling: 400, -32022),
     // by another process, which was never initialized.
-    let (status, v) = reply(post(&url, &modern_call("e", "echo", json!({"text": "hi"}))));
+    let (status, v) = reply(post(
+        &url,
+        &modern_call(json!("e"), "echo", json!({"text": "hi"})),
+    ));
     assert_eq!((status, text_of(&v)), (200, "hi".to_owned()), "{v}");
     assert_eq!(v["result"]["resultType"], "complete", "{v}");
     let sib = modern_whoami(&url, "w");
@@ -185,7 +147,10 @@ fn a_locked_server_serves_2026_07_28_from_a_sibling_while_legacy_sessions_go_on(
         "{m}"
     );
     let both = format!("{}/servers/both/mcp", p.url);
-    let (status, v) = reply(post(&both, &modern_call("b", "echo", json!({"text": "x"}))));
+    let (status, v) = reply(post(
+        &both,
+        &modern_call(json!("b"), "echo", json!({"text": "x"})),
+    ));
     assert_eq!((status, text_of(&v)), (200, "x".to_owned()), "{v}");
     let st = p.status();
     assert_eq!(st["servers"]["both"]["serves_2026_07_28"], true, "{st}");
@@ -203,7 +168,10 @@ fn a_sibling_killed_mid_call_fails_that_call_and_is_restarted() {
     let url = mcp(&p);
     let first = modern_whoami(&url, "w1");
     let pid = first["pid"].as_i64().unwrap() as i32;
-    let slow = post_only(&url, &modern_call("slow", "slow", json!({"ms": 60000})));
+    let slow = post_only(
+        &url,
+        &modern_call(json!("slow"), "slow", json!({"ms": 60000})),
+    );
     p.wait_status("the call in flight at the sibling", |s| {
         s["servers"]["default"]["requests_in_flight"] == 1
     });
@@ -253,7 +221,10 @@ fn a_server_that_cannot_serve_2026_07_28_leaves_no_sibling_and_keeps_todays_answ
     let sibling = logged_pid(&mut p, SIBLING_STARTED);
     wait_gone(sibling, "the sibling that cannot serve 2026-07-28");
     for id in ["a", "b", "c"] {
-        let (status, v) = reply(post(&url, &modern_call(id, "echo", json!({"text": "x"}))));
+        let (status, v) = reply(post(
+            &url,
+            &modern_call(json!(id), "echo", json!({"text": "x"})),
+        ));
         assert_eq!(
             (status, v["error"]["code"].clone(), v["id"].clone()),
             (400, json!(-32022), json!(id)),
@@ -280,7 +251,10 @@ fn no_modern_sibling_keeps_the_refusals() {
         (404, json!(-32601)),
         "{v}"
     );
-    let (status, v) = reply(post(&url, &modern_call("e", "echo", json!({"text": "x"}))));
+    let (status, v) = reply(post(
+        &url,
+        &modern_call(json!("e"), "echo", json!({"text": "x"})),
+    ));
     assert_eq!(
         (status, v["error"]["code"].clone()),
         (400, json!(-32022)),
@@ -296,7 +270,7 @@ fn no_modern_sibling_keeps_the_refusals() {
     );
     let (status, v) = reply(post(
         &mcp(&p),
-        &modern_call("e", "echo", json!({"text": "y"})),
+        &modern_call(json!("e"), "echo", json!({"text": "y"})),
     ));
     assert_eq!((status, text_of(&v)), (200, "y".to_owned()), "{v}");
 }
@@ -306,7 +280,10 @@ fn sigterm_stops_the_sibling_with_the_server() {
     let mut p = proxy(&["--shutdown-grace", "0.5"], &["--era-lock"]);
     let url = mcp(&p);
     let sib = modern_whoami(&url, "w");
-    let slow = post_only(&url, &modern_call("slow", "slow", json!({"ms": 60000})));
+    let slow = post_only(
+        &url,
+        &modern_call(json!("slow"), "slow", json!({"ms": 60000})),
+    );
     let st = p.wait_status("the call in flight at the sibling", |s| {
         s["servers"]["default"]["requests_in_flight"] == 1
     });
@@ -342,7 +319,7 @@ fn requests_that_arrive_together_start_one_sibling_and_are_all_served() {
     let socks: Vec<(String, TcpStream)> = (0..8)
         .map(|i| {
             let id = format!("c{i}");
-            let body = modern_call(&id, "echo", json!({"text": id}));
+            let body = modern_call(json!(id), "echo", json!({"text": id}));
             (id, post_only(&url, &body))
         })
         .collect();
@@ -364,7 +341,10 @@ fn a_server_that_cannot_run_twice_keeps_todays_answers() {
     let cmd = format!("flock -n {} {} --era-lock", lock.display(), demo_bin());
     let mut p = proxy(&["--named-server", "once", &cmd], &[]);
     let url = format!("{}/servers/once/mcp", p.url);
-    let (status, v) = reply(post(&url, &modern_call("e", "echo", json!({"text": "x"}))));
+    let (status, v) = reply(post(
+        &url,
+        &modern_call(json!("e"), "echo", json!({"text": "x"})),
+    ));
     assert_eq!(
         (status, v["error"]["code"].clone()),
         (400, json!(-32022)),
