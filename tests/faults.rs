@@ -109,6 +109,15 @@ fn a_reply_over_the_message_limit_fails_only_its_request() {
     let msg = r["error"]["message"].as_str().unwrap();
     assert!(msg.contains("--max-message-size"), "{msg}");
     assert_eq!(text_of(&b.recv_response(&json!(5))).len(), 1000);
+    // Its id between two stretches each longer than the limit: found all
+    // the same, where the two ends of the line would not show it.
+    a.post(&tool(
+        json!("inside"),
+        "big",
+        json!({"bytes": 300000, "id_inside": true}),
+    ));
+    let r = a.recv_response(&json!("inside"));
+    assert_eq!(error_code(&r), -32603, "{r}");
     a.post(&tool(json!(6), "echo", json!({"text": "next"})));
     assert_eq!(text_of(&a.recv_response(&json!(6))), "next");
     let st = p.status();

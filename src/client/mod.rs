@@ -24,10 +24,13 @@
 //! is not.
 //!
 //! A message from the remote over `--max-message-size` is dropped, and
-//! what its two ends show decides who hears of it ([`Oversized`]): a
-//! server-to-client request is answered with a JSON-RPC error (POSTed as
-//! the local client's replies are), a reply fails the request it answers,
-//! a notification is only logged.
+//! what a scan of all of it finds (its top-level id and method, wherever
+//! they are; the bytes are not kept) decides who hears of it
+//! ([`Oversized`]): a server-to-client request is answered with a JSON-RPC
+//! error (POSTed as the local client's replies are), a reply fails the
+//! request it answers, a notification is only logged. A stdin message over
+//! the limit is answered the same way: a request gets the error under its
+//! own id, a reply to the remote goes on as an error reply.
 //!
 //! With `--transport auto` the local client's own `initialize` decides
 //! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
@@ -181,7 +184,7 @@ pub enum Event {
 }
 
 /// What an SSE event from the remote over `--max-message-size` was, as far
-/// as its two ends tell ([`crate::sse::Item::TooBigEnd`]).
+/// as a scan of it tells ([`crate::sse::Item::TooBigEnd`]).
 #[derive(Debug, PartialEq)]
 pub enum Oversized {
     /// A server-to-client request (its raw id): it gets an error reply, or
@@ -191,16 +194,16 @@ pub enum Oversized {
     Response(String),
     /// A `method` and no id to be seen: a notification, dropped.
     Notification,
-    /// Neither end tells.
+    /// No id and no method: nothing to answer or fail.
     Unknown,
 }
 
 impl Oversized {
-    pub fn of(head: &[u8], tail: &[u8]) -> Oversized {
-        match jsonrpc::id_hint(head, tail) {
+    pub fn of(hint: Option<jsonrpc::IdHint>, names_method: bool) -> Oversized {
+        match hint {
             Some(h) if h.request => Oversized::Request(h.id),
             Some(h) => Oversized::Response(h.id),
-            None if jsonrpc::head_names_method(head) => Oversized::Notification,
+            None if names_method => Oversized::Notification,
             None => Oversized::Unknown,
         }
     }
@@ -449,46 +452,104 @@ fn spawn_stdout(rx: Receiver<String>, tx: Sender<Event>) -> Receiver<()> {
 }
 
 fn spawn_stdin(max: usize, tx: Sender<Event>) {
+    let big_tx = tx.clone();
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            child::read_lines(std::io::stdin(), max, |line| {
-                let ev = match line {
-                    Line::Text(t) => match Message::parse_batch(&t) {
-                        Ok(Some(items)) => Event::StdinBatch(items),
-                        Ok(None) => match Message::parse(&t) {
-                            Ok(m) => Event::Stdin(m),
+            child::read_lines_detailed(
+                std::io::stdin(),
+                max,
+                |line| {
+                    let ev = match line {
+                        Line::Text(t) => match Message::parse_batch(&t) {
+                            Ok(Some(items)) => Event::StdinBatch(items),
+                            Ok(None) => match Message::parse(&t) {
+                                Ok(m) => Event::Stdin(m),
+                                Err(e) => {
+                                    log::warn!("stdin: {e}");
+                                    Event::StdinBad(e.reply())
+                                }
+                            },
                             Err(e) => {
                                 log::warn!("stdin: {e}");
                                 Event::StdinBad(e.reply())
                             }
                         },
-                        Err(e) => {
-                            log::warn!("stdin: {e}");
-                            Event::StdinBad(e.reply())
-                        }
-                    },
-                    Line::TooLong(n) => {
-                        log::warn!("stdin: a message of more than {n} bytes is over --max-message-size; dropped");
-                        Event::StdinBad(jsonrpc::error_reply(
+                        // Answered when it ends, with the id a scan of all
+                        // of it finds.
+                        Line::TooLong(_) => return true,
+                        Line::NotUtf8 => Event::StdinBad(jsonrpc::error_reply(
                             None,
-                            jsonrpc::INVALID_REQUEST,
-                            &format!("Invalid Request: message larger than the limit of {max} bytes (see --max-message-size)"),
+                            jsonrpc::PARSE_ERROR,
+                            "Parse error: the line is not UTF-8",
                             None,
-                        ))
-                    }
-                    Line::NotUtf8 => Event::StdinBad(jsonrpc::error_reply(
-                        None,
-                        jsonrpc::PARSE_ERROR,
-                        "Parse error: the line is not UTF-8",
-                        None,
-                    )),
-                    Line::Eof => Event::StdinEof,
-                };
-                tx.send(ev).is_ok()
-            })
+                        )),
+                        Line::Eof => Event::StdinEof,
+                    };
+                    tx.send(ev).is_ok()
+                },
+                |big| match stdin_oversized(&big, max) {
+                    Some(ev) => big_tx.send(ev).is_ok(),
+                    None => true,
+                },
+            )
         })
         .expect("cannot start the stdin thread");
+}
+
+/// A stdin message over `--max-message-size`, dropped: a request is
+/// answered with an error under its own id, so the client stops waiting;
+/// a reply to the remote's request goes on as an error, so the remote
+/// stops waiting; a notification is only logged.
+fn stdin_oversized(big: &child::Oversized, max: usize) -> Option<Event> {
+    let over = format!("larger than the limit of {max} bytes (see --max-message-size)");
+    match big.hint() {
+        Some(h) if h.request => {
+            log::warn!(
+                "stdin: request {} of {} bytes is over --max-message-size; answered with an error",
+                h.id,
+                big.len
+            );
+            Some(Event::StdinBad(jsonrpc::error_reply(
+                Some(&h.id),
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: message {over}"),
+                None,
+            )))
+        }
+        Some(h) => {
+            log::warn!(
+                "stdin: the reply to request {} is {} bytes, over --max-message-size; the remote gets an error instead",
+                h.id,
+                big.len
+            );
+            Some(Event::Stdin(Message::ours(jsonrpc::error_reply(
+                Some(&h.id),
+                jsonrpc::INTERNAL_ERROR,
+                &format!("mcp-proxy: the client's reply was {over}"),
+                None,
+            ))))
+        }
+        None if big.names_method() => {
+            log::warn!(
+                "stdin: a notification of {} bytes is over --max-message-size; dropped",
+                big.len
+            );
+            None
+        }
+        None => {
+            log::warn!(
+                "stdin: a message of {} bytes is over --max-message-size and carries no id; dropped",
+                big.len
+            );
+            Some(Event::StdinBad(jsonrpc::error_reply(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: message {over}"),
+                None,
+            )))
+        }
+    }
 }
 
 fn fallback_status(code: u16, client_version: Option<&str>) -> bool {
@@ -1403,7 +1464,7 @@ impl Router {
                 log::warn!("the remote sent a notification {over} on its {what}; dropped")
             }
             Oversized::Unknown => log::warn!(
-                "the remote sent a message {over} on its {what}, with no id readable at either end; dropped"
+                "the remote sent a message {over} on its {what}, with neither an id nor a method; dropped"
             ),
         }
     }
@@ -1870,34 +1931,29 @@ mod tests {
     }
 
     #[test]
-    fn oversized_events_are_told_apart_by_their_ends() {
-        let of = |head: &str, tail: &str| Oversized::of(head.as_bytes(), tail.as_bytes());
+    fn oversized_events_are_told_apart_by_a_scan() {
+        let of = |text: &str| {
+            let mut scan = jsonrpc::IdScan::new();
+            scan.feed(text.as_bytes());
+            Oversized::of(scan.hint(), scan.names_method())
+        };
         assert_eq!(
-            of(
-                r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"#,
-                "}}"
-            ),
+            of(r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#),
             Oversized::Request(r#""s1""#.into())
         );
         assert_eq!(
-            of(
-                r#"{"method":"roots/list","params":{"x":""#,
-                r#""},"jsonrpc":"2.0","id":7}"#
-            ),
+            of(r#"{"method":"roots/list","params":{"x":""},"jsonrpc":"2.0","id":7}"#),
             Oversized::Request("7".into())
         );
         assert_eq!(
-            of(r#"{"jsonrpc":"2.0","id":3,"result":{"#, "}}"),
+            of(r#"{"jsonrpc":"2.0","result":{"id":9},"id":3}"#),
             Oversized::Response("3".into())
         );
         assert_eq!(
-            of(
-                r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"#,
-                "}}"
-            ),
+            of(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"id":1}}"#),
             Oversized::Notification
         );
-        assert_eq!(of(r#"{"result":{"content":[{"#, "]}}"), Oversized::Unknown);
+        assert_eq!(of(r#"{"result":{"content":[]}}"#), Oversized::Unknown);
     }
 
     #[test]
