@@ -628,3 +628,49 @@ fn lc42_a_cancel_stops_the_pages_of_the_refetch() {
         "{cursors:?}"
     );
 }
+
+/// A page of the re-fetch that fails (HTTP 500) ends it: the call goes
+/// again anyway, with what the earlier pages taught, and a warning names
+/// the page. Here that is too little (mirror is on a later page), so the
+/// client reads the remote's second -32020, under its own id.
+#[test]
+fn sx26_a_failed_page_ends_the_refetch_and_the_call_goes_again() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    remote.admin("list-fail", "500");
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let r = p.recv();
+    assert_eq!(r["id"], "m", "{r}");
+    assert_eq!(r["error"]["code"], -32020, "{r}");
+    assert_eq!(posts_of(&remote, "tools/call").len(), 2, "one retry");
+    let cursors = list_cursors(&remote);
+    assert_eq!(
+        cursors.len(),
+        2,
+        "no page after the failed one: {cursors:?}"
+    );
+    let warning = p.wait_stderr("page 2 failed", WAIT);
+    assert!(warning.contains("500"), "{warning}");
+}
+
+/// A remote whose `nextCursor` never ends (its last page leads back to the
+/// first) gets at most 100 pages asked for; then a warning, and the call
+/// goes again with what those pages taught, which here is enough.
+#[test]
+fn sx26_the_refetch_stops_after_100_pages() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    remote.admin("list-loop", "");
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let r = p.recv();
+    assert_eq!(r["id"], "m", "{r}");
+    assert!(
+        r.get("result").is_some(),
+        "the retry was refused: {r}\n{}",
+        p.stderr()
+    );
+    assert_eq!(list_cursors(&remote).len(), 100);
+    let calls = posts_of(&remote, "tools/call");
+    assert_eq!(req_header(&calls[1], "mcp-param-region"), Some("eu"));
+    p.wait_stderr("still has pages after 100", WAIT);
+}

@@ -570,7 +570,7 @@ impl Server {
                 .init_delay_ms
                 .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
             "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed"
-            | "list-page-size" | "list-hold" | "list-cursors" => {
+            | "list-page-size" | "list-hold" | "list-fail" | "list-loop" | "list-cursors" => {
                 if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
                     return respond(w, 200, "application/json", reply, &[]);
                 }
