@@ -513,8 +513,9 @@ enum Top {
     ValueScalar,
     ValueNested,
     AfterValue,
-    /// The object ended, or the text stopped being JSON: nothing more is
-    /// learnt.
+    /// The object ended (only white space may follow).
+    End,
+    /// The text stopped being JSON: nothing more is learnt.
     Stop,
 }
 
@@ -530,6 +531,8 @@ pub struct IdScan {
     at: Top,
     /// Inside a string, the next byte is escaped.
     escaped: bool,
+    /// A `,` came, so a key must follow (`{"a":1,}` is no JSON).
+    after_comma: bool,
     /// Inside a nested value: its depth, and whether in a string there.
     depth: u32,
     in_str: bool,
@@ -554,6 +557,7 @@ impl IdScan {
         IdScan {
             at: Top::Start,
             escaped: false,
+            after_comma: false,
             depth: 0,
             in_str: false,
             key: Vec::new(),
@@ -582,7 +586,9 @@ impl IdScan {
             Top::Start if ws => {}
             Top::Start if b == b'{' => self.at = Top::Key,
             Top::Key if ws => {}
+            Top::Key if b == b'}' && !self.after_comma => self.at = Top::End,
             Top::Key if b == b'"' => {
+                self.after_comma = false;
                 self.key.clear();
                 self.key_long = false;
                 self.escaped = false;
@@ -665,7 +671,12 @@ impl IdScan {
                 }
             }
             Top::AfterValue if ws => {}
-            Top::AfterValue if b == b',' => self.at = Top::Key,
+            Top::AfterValue if b == b',' => {
+                self.after_comma = true;
+                self.at = Top::Key;
+            }
+            Top::AfterValue if b == b'}' => self.at = Top::End,
+            Top::End if ws => {}
             _ => self.at = Top::Stop,
         }
     }
@@ -1013,5 +1024,10 @@ mod tests {
         assert_eq!(m("xxxx"), (false, false));
         assert_eq!(m(r#"[{"method":"x"}"#), (false, false));
         assert_eq!(m(""), (false, true));
+        // Found by fuzzing: a whole object, ended, is still what it was.
+        assert_eq!(m(r#"{"id":7777777770000000012072.0}"#), (false, true));
+        assert_eq!(m("{} "), (false, true));
+        assert_eq!(m(r#"{"a":1,}"#), (false, false));
+        assert_eq!(m(r#"{"a":1} x"#), (false, false));
     }
 }
