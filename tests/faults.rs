@@ -297,9 +297,9 @@ fn a_remote_that_never_answers_fails_the_request_after_the_response_timeout() {
 }
 
 /// Client mode over HTTP+SSE: every reply comes on the one SSE stream, so
-/// an event over --max-message-size is named by the id at either end of
-/// it (sse::Item::TooBigEnd, jsonrpc::id_hint) and its request fails;
-/// the session goes on.
+/// an event over --max-message-size is named by its id, found by scanning
+/// it (sse::Item::TooBigEnd, jsonrpc::IdScan), and its request fails; the
+/// session goes on.
 #[test]
 fn client_mode_legacy_sse_reply_over_the_limit_fails_its_request() {
     let mut remote = Proc::spawn(demo_bin(), &["--http", "0"]);
