@@ -1016,7 +1016,7 @@ impl Router {
     }
 
     /// A message from the child was over `--max-message-size`. Its id,
-    /// when either end of it shows one, names the request it answered:
+    /// when it has one (wherever in the message), names the request it answered:
     /// that request gets an error now instead of waiting forever, and
     /// everything else goes on. A request from the child gets the error
     /// itself. Without an id nothing can be failed; the log says so.
@@ -1026,7 +1026,7 @@ impl Router {
             "mcp-proxy: the reply of server '{}' was {} bytes, over the limit of {limit} bytes (--max-message-size)",
             self.name, big.len
         );
-        match jsonrpc::id_hint(&big.head, &big.tail) {
+        match big.hint() {
             Some(h) if h.request => {
                 log::warn!(
                     "server '{}' sent a request of {} bytes, over --max-message-size ({limit}); refused it",
@@ -1049,9 +1049,7 @@ impl Router {
                 }
                 _ => log::warn!("{msg}; it answers no request in flight, so nothing fails"),
             },
-            None => log::warn!(
-                "{msg}; its id cannot be found at either end, so no request can be failed"
-            ),
+            None => log::warn!("{msg}; it carries no id, so no request can be failed"),
         }
     }
 

@@ -11,7 +11,7 @@
 
 use super::http::{header, read_body, read_sse, Remote, Response, SseEnd};
 use super::{Event, Outcome, Oversized, PostJob, StreamKind};
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{Kind, Message};
 use crate::sse;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -310,14 +310,16 @@ fn read_until(
                 log::debug!("ignoring an SSE event of type {:?} on the {what}", e.event);
                 true
             }
-            // On a reply stream, an oversized event that may be the reply
-            // itself ends the wait for it at once (its end may never come).
-            // One whose head names a method is a server request or a
-            // notification on the way to the reply: read to its end, which
-            // tells what it was.
-            sse::Item::TooBig { head } => until.is_none() || jsonrpc::head_names_method(&head),
-            sse::Item::TooBigEnd { head, tail } => {
-                let big = Oversized::of(&head, &tail);
+            // On a reply stream, an oversized event that already shows a
+            // `result` or `error` is the reply, and one that is no JSON
+            // object is no message: the wait ends at once (its end may be
+            // far off, or never come). Anything else may be a server
+            // request or a notification on the way to the reply: it is
+            // read to its end (its bytes are scanned, not kept), which
+            // tells what it was and which id to answer.
+            sse::Item::TooBig { may_be_request } => until.is_none() || may_be_request,
+            sse::Item::TooBigEnd { hint, names_method } => {
+                let big = Oversized::of(hint, names_method);
                 let _ = tx.send(Event::Oversized { gen, big, what });
                 true
             }

@@ -235,8 +235,9 @@ struct Server {
     /// JSON-RPC methods of the Streamable HTTP POSTs, in the order handled.
     received: Mutex<Vec<String>>,
     /// 2026-07-28 (modern.rs of this binary): `/admin/header-rename`,
-    /// `/admin/break-modern`, the open `subscriptions/listen` streams and
-    /// the ids whose client went away before their response.
+    /// `/admin/break-modern`, `tools/list` paging, the open
+    /// `subscriptions/listen` streams and the ids whose client went away
+    /// before their response.
     modern: crate::modern::State,
 }
 
@@ -568,7 +569,8 @@ impl Server {
             "init-delay" => self
                 .init_delay_ms
                 .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
-            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed" => {
+            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed"
+            | "list-page-size" | "list-hold" | "list-fail" | "list-loop" | "list-cursors" => {
                 if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
                     return respond(w, 200, "application/json", reply, &[]);
                 }
