@@ -330,9 +330,11 @@ pub enum Event {
     },
     /// From a modern sibling's router to its main router: whether its
     /// first child answered `server/discover` listing 2026-07-28. After
-    /// `false` the sibling has stopped its child and ended.
+    /// `false` the sibling has stopped its child and ended, and its
+    /// `child_starts` (0 or 1) are the main router's to count.
     SiblingVerdict {
         serves: bool,
+        child_starts: u64,
     },
     /// Close the child's stdin, wait, signal it; then answer and stop.
     Shutdown {
@@ -647,6 +649,9 @@ struct Router {
     served: bool,
     /// A modern sibling that gave up: the loop ends.
     quit: bool,
+    /// Children started by siblings that gave up (for `/metrics`, which
+    /// counts a sibling's starts under its server).
+    sibling_starts: u64,
 }
 
 /// A main router's modern sibling.
@@ -695,6 +700,7 @@ impl Router {
             parent: None,
             served: false,
             quit: false,
+            sibling_starts: 0,
         }
     }
 
@@ -868,7 +874,15 @@ impl Router {
                 Event::SiblingStatus { base, reply } => {
                     let _ = reply.send(self.sibling_status(*base));
                 }
-                Event::SiblingVerdict { serves } => self.on_sibling_verdict(serves),
+                Event::SiblingVerdict {
+                    serves,
+                    child_starts,
+                } => {
+                    if !serves {
+                        self.sibling_starts += child_starts;
+                    }
+                    self.on_sibling_verdict(serves)
+                }
                 Event::Shutdown { done } => {
                     self.shutdown();
                     let _ = done.send(());
@@ -1425,7 +1439,10 @@ impl Router {
         if !self.served {
             self.served = true;
             if let Some(p) = &self.parent {
-                let _ = p.send(Event::SiblingVerdict { serves: true });
+                let _ = p.send(Event::SiblingVerdict {
+                    serves: true,
+                    child_starts: 0,
+                });
             }
         }
         for (sid, m, route) in std::mem::take(&mut self.pending) {
@@ -1441,7 +1458,10 @@ impl Router {
             self.name
         );
         if let Some(p) = &self.parent {
-            let _ = p.send(Event::SiblingVerdict { serves: false });
+            let _ = p.send(Event::SiblingVerdict {
+                serves: false,
+                child_starts: self.counters.child_starts,
+            });
         }
         self.shutdown();
         self.quit = true;
@@ -2763,7 +2783,11 @@ impl Router {
             },
             modern_sibling: None,
             metrics: metrics::Snapshot {
-                counters: self.counters,
+                counters: {
+                    let mut c = self.counters;
+                    c.child_starts += self.sibling_starts;
+                    c
+                },
                 sse_sessions: count(Transport::Sse),
                 streamable_sessions: count(Transport::Streamable),
                 stateless_sessions: count(Transport::Stateless),

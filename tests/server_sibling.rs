@@ -233,6 +233,12 @@ fn a_server_that_cannot_serve_2026_07_28_leaves_no_sibling_and_keeps_todays_answ
     }
     let starts = p.proc.stderr().matches(SIBLING_STARTED).count();
     assert_eq!(starts, 1, "tried once, not on every request");
+    // Its start still counts under the server.
+    let m = send("GET", &format!("{}/metrics", p.url), &[], None).text();
+    assert!(
+        m.contains("mcp_proxy_child_starts_total{server=\"default\"} 2\n"),
+        "{m}"
+    );
     let st = p.status();
     assert!(st["servers"]["default"]["modern_sibling"].is_null(), "{st}");
     assert_eq!(st["servers"]["default"]["serves_2026_07_28"], false, "{st}");
