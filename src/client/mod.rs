@@ -54,7 +54,7 @@
 //! ordering rule of `post` (one POST of a mixed array would be a request
 //! and a fence at once).
 //! The replies to its requests, the remote's or our own errors alike, are
-//! gathered ([`Batch`]) and written as one array line once the last one is
+//! gathered (`Batch`) and written as one array line once the last one is
 //! in; invalid members and a batched `initialize` (LC-07) get -32600
 //! entries, notifications and responses none, and a batch with no entry
 //! writes nothing. A cancelled member gets no entry. Ids: a batch member
@@ -86,7 +86,7 @@
 //! that error under the client's id; other failures get our own error.
 //! After a 400 HeaderMismatch (-32020) on a `tools/call`, `tools/list` is
 //! fetched again out of sight, every page of it (one hidden exchange per
-//! page, following `nextCursor`, at most [`MAX_REFETCH_PAGES`]), and the
+//! page, following `nextCursor`, at most `MAX_REFETCH_PAGES`), and the
 //! call is sent once more, under the same id: a 400 means the remote
 //! rejected it unprocessed (SX-27). A full re-listing replaces the schemas;
 //! one cut short (a page that fails, too many pages) updates the tools it
