@@ -674,3 +674,48 @@ fn sx26_the_refetch_stops_after_100_pages() {
     assert_eq!(req_header(&calls[1], "mcp-param-region"), Some("eu"));
     p.wait_stderr("still has pages after 100", WAIT);
 }
+
+/// Modern requests one after another reuse a kept-alive connection instead
+/// of each paying a TCP (and TLS) handshake; a cancelled request's
+/// connection is closed (the cancel, SX-10) and never used again.
+#[test]
+fn sequential_requests_reuse_a_connection_and_a_cancelled_one_is_not_reused() {
+    let (remote, mut p) = start();
+    for i in 0..3 {
+        p.send_json(&modern_call(json!(i), "echo", json!({"text": "hi"})));
+        assert_eq!(result_text(&p.recv_response(&json!(i))), "hi");
+    }
+    let ports = |remote: &FakeRemote| -> Vec<u64> {
+        posts_of(remote, "tools/call")
+            .iter()
+            .map(|r| r["peer"].as_u64().expect("the demo logs the peer port"))
+            .collect()
+    };
+    let first = ports(&remote);
+    assert_eq!(first.len(), 3);
+    assert!(
+        first.iter().all(|&p| p == first[0]),
+        "one connection for the three calls: {first:?}"
+    );
+    p.send_json(&modern_call(json!("s"), "slow", json!({"ms": 30000})));
+    let deadline = Instant::now() + WAIT;
+    while ports(&remote).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow call never reached the remote"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.send_json(&cancel(json!("s")));
+    wait_closed(&remote, "\"s\"");
+    let cancelled = ports(&remote)[3];
+    for i in 10..13 {
+        p.send_json(&modern_call(json!(i), "echo", json!({"text": "again"})));
+        assert_eq!(result_text(&p.recv_response(&json!(i))), "again");
+    }
+    let after = &ports(&remote)[4..];
+    assert!(
+        !after.contains(&cancelled),
+        "the cancelled call's connection ({cancelled}) was used again: {after:?}"
+    );
+}

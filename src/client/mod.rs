@@ -54,7 +54,7 @@
 //! ordering rule of `post` (one POST of a mixed array would be a request
 //! and a fence at once).
 //! The replies to its requests, the remote's or our own errors alike, are
-//! gathered ([`Batch`]) and written as one array line once the last one is
+//! gathered (`Batch`) and written as one array line once the last one is
 //! in; invalid members and a batched `initialize` (LC-07) get -32600
 //! entries, notifications and responses none, and a batch with no entry
 //! writes nothing. A cancelled member gets no entry. Ids: a batch member
@@ -75,14 +75,18 @@
 //! legacy-only one answers with an error, which is relayed). Each exchange
 //! has its own connection (`Remote::exchange_agent`), so that a
 //! `notifications/cancelled` from stdin closes exactly that one (LC-42,
-//! RL-06 B) and is not POSTed; nothing more is written for the id. Replies
+//! RL-06 B) and is not POSTed; nothing more is written for the id. An
+//! exchange that ended by itself hands its agent, and the kept-alive
+//! connection in it, to the next one (up to `MAX_IDLE_AGENTS`); a cancelled
+//! one's is shut down. Exchanges are numbered, so what an ended exchange's
+//! worker reports late never touches a new request under the same id. Replies
 //! are JSON or SSE (SX-06); a stream that breaks fails the request with an
 //! error saying to re-issue it under a new id (SX-09), and is never resumed
 //! or resent by the proxy. A 4xx with a JSON-RPC error body is relayed as
 //! that error under the client's id; other failures get our own error.
 //! After a 400 HeaderMismatch (-32020) on a `tools/call`, `tools/list` is
 //! fetched again out of sight, every page of it (one hidden exchange per
-//! page, following `nextCursor`, at most [`MAX_REFETCH_PAGES`]), and the
+//! page, following `nextCursor`, at most `MAX_REFETCH_PAGES`), and the
 //! call is sent once more, under the same id: a 400 means the remote
 //! rejected it unprocessed (SX-27). A full re-listing replaces the schemas;
 //! one cut short (a page that fails, too many pages) updates the tools it
@@ -125,6 +129,10 @@ const HEADER_MISMATCH: i64 = -32020;
 const MAX_REFETCH_PAGES: u32 = 100;
 /// Most POST exchanges running at once; more wait in a queue.
 pub const MAX_POSTS: usize = 64;
+/// Most agents of ended 2026-07-28 exchanges kept for reuse, each with at
+/// most a few idle connections: a new exchange takes one, so that
+/// requests one after another do not each pay a TCP (and TLS) handshake.
+const MAX_IDLE_AGENTS: usize = 4;
 /// How long requests still in flight may finish after stdin closes.
 const EOF_GRACE: Duration = Duration::from_secs(5);
 /// Bound on the closing DELETE and on flushing stdout at exit.
@@ -173,14 +181,17 @@ pub enum Event {
         kind: StreamKind,
         outcome: Outcome,
     },
-    /// A message on the reply to the 2026-07-28 request `id`.
+    /// A message on the reply to the 2026-07-28 request `id`, on the
+    /// exchange numbered `seq` (an id may be used again once answered).
     ModernMsg {
         id: String,
+        seq: u64,
         msg: Message,
     },
-    /// The exchange of the 2026-07-28 request `id` is over.
+    /// The exchange `seq` of the 2026-07-28 request `id` is over.
     ModernDone {
         id: String,
+        seq: u64,
         outcome: Outcome,
     },
     /// An SSE event over `--max-message-size` on the stream named `what`
@@ -287,6 +298,8 @@ struct Batch {
 /// A 2026-07-28 request in flight: its own exchange, on its own agent.
 struct ModernCall {
     msg: Message,
+    /// The exchange's number: what its worker reports comes with it.
+    seq: u64,
     /// Shutting it down closes the exchange's connection: the cancel.
     agent: ureq::Agent,
     /// Already sent again after a HeaderMismatch (SX-26: once).
@@ -373,6 +386,11 @@ struct Router {
     /// `x-mcp-header` annotations of the remote's tools (SX-26).
     tools: modern::Tools,
     refetches: u64,
+    /// The number of the last modern exchange started.
+    modern_seq: u64,
+    /// Agents of ended exchanges, each with the keep-alive connection it
+    /// may hold, for the next exchanges (at most [`MAX_IDLE_AGENTS`]).
+    idle_agents: Vec<ureq::Agent>,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -442,6 +460,8 @@ pub fn run(args: &Args) -> ExitCode {
         modern_wait: VecDeque::new(),
         tools: modern::Tools::new(),
         refetches: 0,
+        modern_seq: 0,
+        idle_agents: Vec::new(),
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -655,8 +675,8 @@ impl Router {
             }
             Event::Endpoint { gen, data } => self.endpoint(gen, &data),
             Event::Posted { gen, job, outcome } => self.posted(gen, job, outcome),
-            Event::ModernMsg { id, msg } => self.modern_message(id, msg),
-            Event::ModernDone { id, outcome } => self.modern_done(id, outcome),
+            Event::ModernMsg { id, seq, msg } => self.modern_message(id, seq, msg),
+            Event::ModernDone { id, seq, outcome } => self.modern_done(id, seq, outcome),
             Event::StreamEnded { gen, kind, outcome } => self.stream_ended(gen, kind, outcome),
             Event::Oversized { gen, big, what } => self.oversized(gen, big, what),
         }
@@ -1032,18 +1052,25 @@ impl Router {
     fn start_modern(&mut self, msg: Message, retried: bool, refetch: Option<Refetch>) {
         let version = modern::version_of(&msg).expect("only modern requests come here");
         let headers = modern::headers(&msg, version, &self.tools);
-        let agent = self.remote.exchange_agent();
+        let agent = self
+            .idle_agents
+            .pop()
+            .unwrap_or_else(|| self.remote.exchange_agent());
+        self.modern_seq += 1;
+        let seq = self.modern_seq;
         streamable::spawn_modern(
             self.remote.clone(),
             agent.clone(),
             self.url.clone(),
             &msg,
+            seq,
             headers,
             self.tx.clone(),
         );
         let id = msg.id().expect("modern exchanges are requests").to_owned();
         let call = ModernCall {
             msg,
+            seq,
             agent,
             retried,
             refetch,
@@ -1098,8 +1125,19 @@ impl Router {
         }
     }
 
-    fn modern_message(&mut self, id: String, msg: Message) {
-        let Some(call) = self.modern.get(&id) else {
+    /// Keeps the agent of an answered or ended exchange for the next one.
+    /// A JSON reply was read whole before it was handed on, so its
+    /// connection is back in the agent's pool already; the rest of an SSE
+    /// reply is dropped by its worker, which closes that connection, and
+    /// the next exchange opens one of its own in the same agent.
+    fn reuse_agent(&mut self, agent: ureq::Agent) {
+        if self.idle_agents.len() < MAX_IDLE_AGENTS {
+            self.idle_agents.push(agent);
+        }
+    }
+
+    fn modern_message(&mut self, id: String, seq: u64, msg: Message) {
+        let Some(call) = self.modern.get(&id).filter(|c| c.seq == seq) else {
             return log::debug!("dropping a message for request {id}, no longer waiting");
         };
         let hidden = call.refetch.is_some();
@@ -1110,6 +1148,7 @@ impl Router {
                 && msg.get_raw(&["params", "requestId"]) == Some(id.as_str());
             if ends {
                 let call = self.modern.remove(&id).expect("checked above");
+                self.reuse_agent(call.agent);
                 if let Some(r) = call.refetch {
                     log::warn!("re-fetching tools/list for request {}: the remote cancelled page {}; sending the call again with what was learnt", r.call, r.pages);
                     self.refetch_end(r, false);
@@ -1128,6 +1167,7 @@ impl Router {
             );
         }
         let call = self.modern.remove(&id).expect("checked above");
+        self.reuse_agent(call.agent);
         if let Some(r) = call.refetch {
             self.refetch_page(r, msg);
             return self.modern_next();
@@ -1148,17 +1188,20 @@ impl Router {
     fn retry_call(&mut self, id: &str) {
         if let Some(call) = self.modern.remove(id) {
             log::info!("request {id}: sending tools/call again with the fetched tool schemas");
+            // Its exchange (the 400) has ended.
+            self.reuse_agent(call.agent);
             self.start_modern(call.msg, true, None);
         }
     }
 
-    fn modern_done(&mut self, id: String, outcome: Outcome) {
-        let Some(call) = self.modern.get(&id) else {
+    fn modern_done(&mut self, id: String, seq: u64, outcome: Outcome) {
+        let Some(call) = self.modern.get(&id).filter(|c| c.seq == seq) else {
             return; // answered, or cancelled
         };
         if call.refetch.is_some() {
-            let r = self.modern.remove(&id).and_then(|c| c.refetch);
-            let r = r.expect("checked above");
+            let c = self.modern.remove(&id).expect("checked above");
+            self.reuse_agent(c.agent);
+            let r = c.refetch.expect("checked above");
             // What earlier pages taught is used; the retry shows the rest.
             log::warn!(
                 "re-fetching tools/list for request {}: page {} failed ({}); sending the call again with what was learnt",
@@ -1181,7 +1224,7 @@ impl Router {
                     return self.refetch_tools(id);
                 }
                 let call = self.modern.remove(&id).expect("checked above");
-                drop(call);
+                self.reuse_agent(call.agent);
                 self.modern_next();
                 if let Some(e) = err {
                     // The remote's own error, with the client's id (SX-32
@@ -1213,7 +1256,9 @@ impl Router {
             Outcome::Done => "ended its reply without answering the request".into(),
             Outcome::Unreachable(cause) | Outcome::Bad(cause) => cause,
         };
-        self.modern.remove(&id);
+        if let Some(call) = self.modern.remove(&id) {
+            self.reuse_agent(call.agent);
+        }
         self.modern_next();
         let line = self.error_line(&id, &cause);
         self.write(line);

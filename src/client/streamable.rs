@@ -69,11 +69,13 @@ pub fn spawn_post(
 /// its own (`agent`), whose shutdown from the router is the cancel (LC-42).
 /// The reply, JSON or SSE (SX-06), comes back as [`Event::ModernMsg`]s and
 /// one [`Event::ModernDone`].
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_modern(
     remote: Arc<Remote>,
     agent: ureq::Agent,
     url: String,
     msg: &Message,
+    seq: u64,
     headers: Vec<(String, String)>,
     tx: Sender<Event>,
 ) {
@@ -93,7 +95,7 @@ pub fn spawn_modern(
                 let ctype = header(&res, "content-type").unwrap_or("");
                 if ctype.to_ascii_lowercase().starts_with("text/event-stream") {
                     let what = "reply stream";
-                    read_until(res, max, MODERN_GEN, Some(&id), None, &tx, what, true)
+                    read_until(res, max, MODERN_GEN, Some(&id), None, &tx, what, Some(seq))
                 } else {
                     match read_body(res, max).map(|t| super::parse_remote(&t)) {
                         Err(e) => Outcome::Bad(e),
@@ -103,7 +105,7 @@ pub fn spawn_modern(
                         Ok(Ok(msgs)) => {
                             for m in msgs {
                                 let id = id.clone();
-                                let _ = tx.send(Event::ModernMsg { id, msg: m });
+                                let _ = tx.send(Event::ModernMsg { id, seq, msg: m });
                             }
                             // Had it not answered, ModernDone tells.
                             Outcome::Done
@@ -112,7 +114,7 @@ pub fn spawn_modern(
                 }
             }
         };
-        let _ = tx.send(Event::ModernDone { id, outcome });
+        let _ = tx.send(Event::ModernDone { id, seq, outcome });
     });
 }
 
@@ -263,13 +265,14 @@ fn reply_stream(
         None,
         tx,
         "reply stream",
-        false,
+        None,
     )
 }
 
 /// Reads SSE `message` events, forwarding each as [`Event::Remote`] (or,
-/// for a `modern` exchange, [`Event::ModernMsg`] tagged with `until`),
-/// until the response to `until` (if any) has gone by.
+/// for the `modern` exchange with this sequence number,
+/// [`Event::ModernMsg`] tagged with `until`), until the response to
+/// `until` (if any) has gone by.
 #[allow(clippy::too_many_arguments)]
 fn read_until(
     res: Response,
@@ -279,7 +282,7 @@ fn read_until(
     last_id: Option<String>,
     tx: &Sender<Event>,
     what: &'static str,
-    modern: bool,
+    modern: Option<u64>,
 ) -> Outcome {
     let mut answered = false;
     let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
@@ -290,8 +293,9 @@ fn read_until(
                         answered |=
                             until.is_some() && m.kind() == Kind::Response && m.id() == until;
                         let _ = tx.send(match (modern, until) {
-                            (true, Some(id)) => Event::ModernMsg {
+                            (Some(seq), Some(id)) => Event::ModernMsg {
                                 id: id.to_owned(),
+                                seq,
                                 msg: m,
                             },
                             _ => Event::Remote { gen, msg: m },
@@ -379,7 +383,7 @@ pub fn spawn_get(
                         last_id.clone(),
                         &tx,
                         what,
-                        false,
+                        None,
                     )
                 }
             };

@@ -256,6 +256,8 @@ enum Bearer {
 pub struct Req {
     pub method: String,
     pub url: String,
+    /// The client's port: requests on one kept-alive connection share it.
+    pub peer: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -303,9 +305,11 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Req> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
+    let peer = r.get_ref().peer_addr().map_or(0, |a| a.port());
     Some(Req {
         method,
         url,
+        peer,
         headers,
         body,
     })
@@ -484,7 +488,7 @@ impl Server {
         self.log
             .lock()
             .unwrap()
-            .push(json!({"method": method, "path": path, "headers": headers}));
+            .push(json!({"method": method, "path": path, "headers": headers, "peer": req.peer}));
         if let Some(creds) = &self.opts.digest_auth {
             if !self.digest_ok(&req, creds) {
                 let challenge = format!(
