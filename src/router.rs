@@ -49,7 +49,7 @@
 //! asked for, and the notifications of their `subscriptions/listen` (routed
 //! by subscriptionId); never a request from the child (SX-07). Whether the
 //! initialized child still serves them is learnt with a `server/discover`
-//! probe after `initialize` ([`Era`]). When it does not, the first of them
+//! probe after `initialize` (`Era`). When it does not, the first of them
 //! starts a modern sibling (see "the modern sibling" below,
 //! [`Config::modern_sibling`]): a second router thread,
 //! `router-NAME (modern sibling)`, with its own never-initialized child and
