@@ -5,6 +5,8 @@
 //! them into one queue.
 #![allow(dead_code)]
 
+pub mod modern;
+
 use crate::common::{demo_bin, proxy_bin, sse, Proc, WAIT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

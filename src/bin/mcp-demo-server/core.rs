@@ -44,6 +44,10 @@ pub struct Config {
     /// Never answer `server/discover` (a legacy server that stays silent
     /// on methods it does not know).
     pub silent_discover: bool,
+    /// Serve only the era of the first request, as the Python SDK 2.x
+    /// does: after `initialize` (or any legacy request) 2026-07-28
+    /// requests are refused, after a 2026-07-28 request `initialize` is.
+    pub era_lock: bool,
 }
 
 #[derive(Default)]
@@ -62,6 +66,8 @@ struct State {
     modern: HashSet<String>,
     /// Open `subscriptions/listen` requests: raw id -> the agreed filter.
     listens: HashMap<String, Value>,
+    /// With `era_lock`: the era of the first request (true: 2026-07-28).
+    era: Option<bool>,
 }
 
 pub struct Session {
@@ -174,7 +180,17 @@ impl Session {
                 let id = m.id().expect("requests have ids").to_owned();
                 let mut st = self.state.lock().unwrap();
                 st.methods_seen.push(m.method().unwrap_or("").to_owned());
-                if !self.cfg.legacy_only && is_modern(&m) {
+                let modern = !self.cfg.legacy_only && is_modern(&m);
+                if self.cfg.era_lock && *st.era.get_or_insert(modern) != modern {
+                    drop(st);
+                    let msg = if modern {
+                        "Invalid Request: this server process was initialized; it serves only the initialize handshake"
+                    } else {
+                        "Invalid Request: this server process serves 2026-07-28 requests; it cannot be initialized"
+                    };
+                    return self.fail(&id, jsonrpc::INVALID_REQUEST, msg);
+                }
+                if modern {
                     st.modern.insert(id.clone());
                 }
                 drop(st);
