@@ -187,12 +187,22 @@ fn streamable_session_rules() {
     };
     let ct = ("Content-Type", "application/json");
     let acc = ("Accept", "application/json, text/event-stream");
-    assert_eq!(post(&[ct], ping).status, 406);
-    assert_eq!(post(&[ct, ("Accept", "text/html")], ping).status, 406);
-    assert_eq!(
-        post(&[acc, ("Content-Type", "text/plain")], ping).status,
-        415
-    );
+    // Refused before the body is needed, but with the request's id when
+    // the body shows one (SX-32).
+    let refused = |c: Conn, status: u16| {
+        assert_eq!(c.status, status);
+        let v = c.json();
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(2), json!(-32000)),
+            "{v}"
+        );
+    };
+    refused(post(&[ct], ping), 406);
+    refused(post(&[ct, ("Accept", "text/html")], ping), 406);
+    refused(post(&[acc, ("Content-Type", "text/plain")], ping), 415);
+    let c = post(&[acc, ("Content-Type", "text/plain")], "not json");
+    assert_eq!((c.status, c.json()["id"].clone()), (415, Value::Null));
     let c = post(&[ct, acc, ("MCP-Protocol-Version", "1999-01-01")], ping);
     assert_eq!(c.status, 400);
     assert!(c.text().contains("Unsupported protocol version"));

@@ -31,6 +31,22 @@ fn error(rq: Request, status: u16, code: i64, msg: &str, h: &Headers) {
     http::respond_json(rq, status, &jsonrpc::error_body(None, code, msg), h)
 }
 
+/// An error refusing a POST before its body was needed, with the request's
+/// id when the body shows one (SX-32 wants it wherever it is readable):
+/// the body is read (within `--max-body-size` and the body deadline) and
+/// scanned, never parsed further.
+fn refuse_with_id(ctx: &Ctx, mut rq: Request, status: u16, msg: &str, h: &Headers) {
+    let id = http::read_body(&mut rq, ctx.args.max_body_bytes, ctx.args.header_timeout)
+        .ok()
+        .and_then(|body| {
+            let mut scan = jsonrpc::IdScan::new();
+            scan.feed(&body);
+            scan.hint()
+        });
+    let body = jsonrpc::error_body(id.as_ref().map(|h| h.id.as_str()), -32000, msg);
+    http::respond_json(rq, status, &body, h)
+}
+
 /// Checks `MCP-Protocol-Version` (SH-62): absent is fine, unknown is 400.
 fn version_ok(rq: &Request) -> Result<(), String> {
     match http::header(rq, "MCP-Protocol-Version") {
@@ -76,19 +92,19 @@ fn parse_body(body: &str) -> Result<(Vec<Message>, bool), ParseError> {
 pub fn post(ctx: &Ctx, mount: &Mount, mut rq: Request, cors: &Headers) {
     let (json, sse_ok) = http::accepts(http::header(&rq, "Accept"));
     if !json && !sse_ok {
-        return error(
+        return refuse_with_id(
+            ctx,
             rq,
             406,
-            -32000,
             "Not Acceptable: Client must accept application/json and/or text/event-stream",
             cors,
         );
     }
     if !http::is_json_type(http::header(&rq, "Content-Type")) {
-        return error(
+        return refuse_with_id(
+            ctx,
             rq,
             415,
-            -32000,
             "Unsupported Media Type: Content-Type must be application/json",
             cors,
         );
