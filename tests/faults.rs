@@ -48,7 +48,10 @@ fn child_killed_mid_stream_fails_every_request_in_flight_at_once() {
     let (first, _) = a.recv_until("progress", |v| v["method"] == "notifications/progress");
     assert_eq!(first["params"]["progressToken"], "t");
     b.post(&tool(json!("slow"), "slow", json!({"ms": 60000})));
-    thread::sleep(Duration::from_millis(100));
+    // Both calls are with the child before it dies.
+    p.wait_status("both calls in flight", |s| {
+        s["servers"]["default"]["requests_in_flight"] == 2
+    });
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
