@@ -12,6 +12,7 @@
 //! `<name>-stderr` copies lines to our stderr with the server's name in front
 //! until EOF. None of them is ever joined; they end with their fd.
 
+use crate::jsonrpc::{IdHint, IdScan};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -286,13 +287,31 @@ impl Drop for ChildProcess {
 }
 
 impl Oversized {
-    /// Counts `bytes` and keeps the last [`OVERSIZED_HINT_BYTES`] seen.
-    fn keep_tail(&mut self, bytes: &[u8]) {
-        self.len += bytes.len();
-        let b = &bytes[bytes.len().saturating_sub(OVERSIZED_HINT_BYTES)..];
-        self.tail.extend_from_slice(b);
-        let extra = self.tail.len().saturating_sub(OVERSIZED_HINT_BYTES);
-        self.tail.drain(..extra);
+    fn new() -> Oversized {
+        Oversized {
+            len: 0,
+            scan: IdScan::new(),
+            ends_cr: false,
+        }
+    }
+
+    /// Counts `bytes` and scans them for the message's id.
+    fn add(&mut self, bytes: &[u8]) {
+        if let Some(&last) = bytes.last() {
+            self.len += bytes.len();
+            self.scan.feed(bytes);
+            self.ends_cr = last == b'\r';
+        }
+    }
+
+    /// The message's top-level id, wherever it was in the line.
+    pub fn hint(&self) -> Option<IdHint> {
+        self.scan.hint()
+    }
+
+    /// The message has a top-level `method`.
+    pub fn names_method(&self) -> bool {
+        self.scan.names_method()
     }
 }
 
@@ -309,16 +328,13 @@ pub enum Line {
     Eof,
 }
 
-/// Bytes kept from each end of a line that is too long, so that the id of
-/// the message can still be found ([`crate::jsonrpc::id_hint`]).
-pub const OVERSIZED_HINT_BYTES: usize = 512;
-
-/// The two ends of a line that was too long, reported once it has ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A line that was too long, reported once it has ended: its length (a
+/// trailing `\r` not counted) and what a scan of all of it found.
+#[derive(Debug, Clone)]
 pub struct Oversized {
     pub len: usize,
-    pub head: Vec<u8>,
-    pub tail: Vec<u8>,
+    scan: IdScan,
+    ends_cr: bool,
 }
 
 /// Starts the stdout pump: every line goes to `sink` until EOF, after which
@@ -348,8 +364,8 @@ pub fn read_lines<R: Read, F: FnMut(Line) -> bool>(r: R, max_line: usize, sink: 
 }
 
 /// [`read_lines`], and each line over the limit also goes to `oversized`
-/// (its length and its first and last [`OVERSIZED_HINT_BYTES`]) when it
-/// ends, after the [`Line::TooLong`] sent when it crossed the limit.
+/// (its length and its id, found by scanning all of it without keeping it)
+/// when it ends, after the [`Line::TooLong`] sent when it crossed the limit.
 pub fn read_lines_detailed<R, F, G>(r: R, max_line: usize, mut sink: F, mut oversized: G)
 where
     R: Read,
@@ -359,11 +375,7 @@ where
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut line: Vec<u8> = Vec::new();
     let mut skipping = false;
-    let mut big = Oversized {
-        len: 0,
-        head: Vec::new(),
-        tail: Vec::new(),
-    };
+    let mut big = Oversized::new();
     loop {
         let (consumed, done) = match r.fill_buf() {
             Ok([]) | Err(_) => {
@@ -383,7 +395,7 @@ where
             Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     if skipping {
-                        big.keep_tail(&buf[..i]);
+                        big.add(&buf[..i]);
                     } else {
                         line.extend_from_slice(&buf[..i]);
                     }
@@ -391,7 +403,7 @@ where
                 }
                 None => {
                     if skipping {
-                        big.keep_tail(buf);
+                        big.add(buf);
                     } else {
                         line.extend_from_slice(buf);
                     }
@@ -404,29 +416,18 @@ where
             if !sink(Line::TooLong(line.len())) {
                 return;
             }
-            let n = line.len().min(OVERSIZED_HINT_BYTES);
-            big.head = line[..n].to_vec();
-            big.tail.clear();
-            big.len = 0;
-            big.keep_tail(&line);
+            big = Oversized::new();
+            big.add(&line);
             line = Vec::new();
             skipping = true;
         }
         if done {
             if skipping {
                 skipping = false;
-                if big.tail.last() == Some(&b'\r') {
-                    big.tail.pop();
+                if big.ends_cr {
                     big.len -= 1;
                 }
-                let report = std::mem::replace(
-                    &mut big,
-                    Oversized {
-                        len: 0,
-                        head: Vec::new(),
-                        tail: Vec::new(),
-                    },
-                );
+                let report = std::mem::replace(&mut big, Oversized::new());
                 if !oversized(report) {
                     return;
                 }
@@ -656,10 +657,15 @@ mod tests {
     }
 
     #[test]
-    fn oversized_lines_report_both_ends() {
-        let mut long = b"{\"id\":7,".to_vec();
+    fn oversized_lines_report_their_length_and_id() {
+        // The id sits between two runs longer than the limit: only a scan
+        // of the whole line finds it.
+        let mut long = b"{\"result\":\"".to_vec();
         long.extend([b'x'; 5000]);
-        long.extend_from_slice(b"end}\r\nok\n");
+        long.extend_from_slice(b"\",\"id\":7,\"more\":\"");
+        long.extend([b'y'; 5000]);
+        long.extend_from_slice(b"\"}\r\nok\n");
+        let total = long.len() - "\r\nok\n".len();
         let mut got = Vec::new();
         let mut texts = Vec::new();
         read_lines_detailed(
@@ -678,14 +684,8 @@ mod tests {
         );
         assert_eq!(texts, vec!["ok"]);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].len, 8 + 5000 + 4);
-        assert!(got[0].head.starts_with(b"{\"id\":7,"));
-        assert!(got[0].tail.ends_with(b"xend}"), "no \\r");
-        assert_eq!(
-            got[0].tail.len(),
-            OVERSIZED_HINT_BYTES - 1,
-            "without the \\r"
-        );
+        assert_eq!(got[0].len, total, "without the \\r");
+        assert_eq!(got[0].hint().expect("the id is found").id, "7");
     }
 
     #[test]

@@ -57,6 +57,14 @@ Server mode options:
                               (then --named-server is ignored)
       --stateless             Streamable HTTP without sessions
       --no-stateless          keep sessions [default]
+      --modern-sibling        a server that, once initialized, refuses MCP
+                              2026-07-28 requests (Python SDK 2.x) gets a second,
+                              never-initialized process of the same command for
+                              them, started on the first such request [default]
+      --no-modern-sibling     never run a server twice: 2026-07-28 clients of
+                              such a server fall back to initialize or are
+                              refused (for a server that holds an exclusive
+                              lock or a fixed port)
       --allow-origin ORIGIN   allow this browser origin and enable CORS; '*' allows
                               any (repeatable)
       --allow-host HOST       accept requests whose Host header names HOST, as for
@@ -207,6 +215,8 @@ pub struct Args {
     pub host: String,
     pub port: u16,
     pub stateless: bool,
+    /// `--modern-sibling`: see [`crate::router::Config::modern_sibling`].
+    pub modern_sibling: bool,
     pub allow_origins: Vec<String>,
     /// `--allow-host`: host names (lowercase, no port, IPv6 in brackets)
     /// accepted in the Host header besides the loopback names; `*` = any.
@@ -315,6 +325,7 @@ impl Default for Args {
             host: "127.0.0.1".into(),
             port: 0,
             stateless: false,
+            modern_sibling: true,
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
             expose_headers: vec!["mcp-session-id".into()],
@@ -613,6 +624,8 @@ where
             Long("sse-host") => sse_host = Some(string(p.value()?, "--sse-host")?),
             Long("stateless") => a.stateless = true,
             Long("no-stateless") => a.stateless = false,
+            Long("modern-sibling") => a.modern_sibling = true,
+            Long("no-modern-sibling") => a.modern_sibling = false,
             Long("allow-origin") => a.allow_origins.push(string(p.value()?, "--allow-origin")?),
             Long("allow-host") => {
                 let v = string(p.value()?, "--allow-host")?;
@@ -913,6 +926,14 @@ mod tests {
         assert_eq!(a.target.as_deref(), Some("my-server"));
         assert_eq!(a.child_args, vec!["arg1"]);
         assert!(a.stateless);
+    }
+
+    #[test]
+    fn modern_sibling_is_on_unless_turned_off_and_the_last_flag_wins() {
+        assert!(run(&["srv"]).unwrap().modern_sibling);
+        assert!(!run(&["--no-modern-sibling", "srv"]).unwrap().modern_sibling);
+        let a = run(&["--no-modern-sibling", "--modern-sibling", "srv"]).unwrap();
+        assert!(a.modern_sibling);
     }
 
     #[test]

@@ -484,138 +484,259 @@ fn compact(text: &str) -> String {
     String::from_utf8(out).expect("removing ASCII white space keeps UTF-8 valid")
 }
 
-/// What the two ends of a message too large to parse say about it.
+/// What a message too large to parse says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdHint {
     /// The raw JSON text of its top-level `id`.
     pub id: String,
-    /// A top-level `method` key came before the scan stopped: a request.
+    /// It has a top-level `method`: a request, not a response.
     pub request: bool,
 }
 
-/// Finds the top-level `id` of a JSON-RPC message from its first and last
-/// bytes only (the rest was too large to keep). The head is scanned as
-/// JSON until it runs out, which finds `{"jsonrpc":"2.0","id":5,...` (the
-/// Python SDK's order); the tail is matched against `,"id":ID}` at the
-/// very end, which finds `...,"jsonrpc":"2.0","id":5}` (the TypeScript
-/// SDK's order) and cannot be fooled by a nested object, whose closing
-/// brace would come before the last one. `None` when neither end tells.
-pub fn id_hint(head: &[u8], tail: &[u8]) -> Option<IdHint> {
-    let (id, request) = scan_head(head);
-    // Only a real JSON string or number is an id to answer with.
-    let valid = |id: &String| {
-        serde_json::from_str::<Value>(id).is_ok_and(|v| v.is_string() || v.is_number())
-    };
-    let id = id.filter(valid).or_else(|| tail_id(tail).filter(valid))?;
-    Some(IdHint { id, request })
+/// The longest raw `id` an [`IdScan`] keeps; a longer one is no id to
+/// answer with.
+pub const MAX_ID_BYTES: usize = 4096;
+
+/// The longest raw key an [`IdScan`] keeps: room for `"method"` with every
+/// character escaped; longer keys are neither `id` nor `method`.
+const MAX_KEY_BYTES: usize = 64;
+
+/// Where an [`IdScan`] is in the top-level object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    Start,
+    Key,
+    KeyStr,
+    Colon,
+    Value,
+    ValueStr,
+    ValueScalar,
+    ValueNested,
+    AfterValue,
+    /// The object ended (only white space may follow).
+    End,
+    /// The text stopped being JSON: nothing more is learnt.
+    Stop,
 }
 
-/// Whether the head of a message too large to parse shows a top-level
-/// `method`: then it is a request or a notification, never a response.
-pub fn head_names_method(head: &[u8]) -> bool {
-    scan_head(head).1
+/// Finds the top-level `id` and `method` of a JSON-RPC message fed in
+/// pieces of any size, keeping only those: the message itself may be far
+/// over the size limit, and its id anywhere in it (the Python SDK writes it
+/// first, the TypeScript SDK last, others in between). Nested objects and
+/// strings are skipped, so an `id` inside `params` or a result is never
+/// taken for the message's. Text that stops being JSON stops the scan with
+/// what was found so far.
+#[derive(Debug, Clone)]
+pub struct IdScan {
+    at: Top,
+    /// Inside a string, the next byte is escaped.
+    escaped: bool,
+    /// A `,` came, so a key must follow (`{"a":1,}` is no JSON).
+    after_comma: bool,
+    /// Inside a nested value: its depth, and whether in a string there.
+    depth: u32,
+    in_str: bool,
+    key: Vec<u8>,
+    key_long: bool,
+    /// The raw text of the current top-level value, while it may be the id.
+    value: Vec<u8>,
+    keep_value: bool,
+    id: Option<Vec<u8>>,
+    method: bool,
+    reply: bool,
 }
 
-/// Scans the top level of an object prefix: (the `id` value if complete,
-/// whether a `method` key was seen).
-fn scan_head(b: &[u8]) -> (Option<String>, bool) {
-    let mut i = 0;
-    let ws = |i: &mut usize| {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    };
-    ws(&mut i);
-    if b.get(i) != Some(&b'{') {
-        return (None, false);
+impl Default for IdScan {
+    fn default() -> IdScan {
+        IdScan::new()
     }
-    i += 1;
-    let (mut id, mut method) = (None, false);
-    loop {
-        ws(&mut i);
-        let Some(key_end) = string_end(b, i) else {
-            return (id, method);
-        };
-        let key = &b[i + 1..key_end - 1];
-        i = key_end;
-        ws(&mut i);
-        if b.get(i) != Some(&b':') {
-            return (id, method);
+}
+
+impl IdScan {
+    pub fn new() -> IdScan {
+        IdScan {
+            at: Top::Start,
+            escaped: false,
+            after_comma: false,
+            depth: 0,
+            in_str: false,
+            key: Vec::new(),
+            key_long: false,
+            value: Vec::new(),
+            keep_value: false,
+            id: None,
+            method: false,
+            reply: false,
         }
-        i += 1;
-        ws(&mut i);
-        let Some(end) = value_end(b, i) else {
-            return (id, method);
-        };
-        match key {
-            b"id" => {
-                let v = &b[i..end];
-                if matches!(v.first(), Some(b'"' | b'-' | b'0'..=b'9')) {
-                    id = std::str::from_utf8(v).ok().map(str::to_owned);
+    }
+
+    /// Feeds the next bytes of the message.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.at == Top::Stop {
+                return;
+            }
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        let ws = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        match self.at {
+            Top::Start if ws => {}
+            Top::Start if b == b'{' => self.at = Top::Key,
+            Top::Key if ws => {}
+            Top::Key if b == b'}' && !self.after_comma => self.at = Top::End,
+            Top::Key if b == b'"' => {
+                self.after_comma = false;
+                self.key.clear();
+                self.key_long = false;
+                self.escaped = false;
+                self.at = Top::KeyStr;
+            }
+            Top::KeyStr => {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.at = Top::Colon;
+                    return;
+                }
+                if self.key.len() < MAX_KEY_BYTES {
+                    self.key.push(b);
+                } else {
+                    self.key_long = true;
                 }
             }
-            b"method" => method = true,
-            _ => {}
-        }
-        i = end;
-        ws(&mut i);
-        match b.get(i) {
-            Some(b',') => i += 1,
-            _ => return (id, method),
+            Top::Colon if ws => {}
+            Top::Colon if b == b':' => self.at = Top::Value,
+            Top::Value if ws => {}
+            Top::Value => {
+                self.keep_value = self.key_is("id");
+                self.reply |= self.key_is("result") || self.key_is("error");
+                self.value.clear();
+                self.push_value(b);
+                self.escaped = false;
+                self.at = match b {
+                    b'"' => Top::ValueStr,
+                    b'{' | b'[' => {
+                        self.depth = 1;
+                        self.in_str = false;
+                        Top::ValueNested
+                    }
+                    b',' | b'}' | b']' | b':' => Top::Stop,
+                    _ => Top::ValueScalar,
+                };
+            }
+            Top::ValueStr => {
+                self.push_value(b);
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.value_ended();
+                }
+            }
+            Top::ValueScalar => {
+                if ws || b == b',' || b == b'}' {
+                    self.value_ended();
+                    self.byte(b);
+                } else {
+                    self.push_value(b);
+                }
+            }
+            Top::ValueNested => {
+                if self.in_str {
+                    if self.escaped {
+                        self.escaped = false;
+                    } else if b == b'\\' {
+                        self.escaped = true;
+                    } else if b == b'"' {
+                        self.in_str = false;
+                    }
+                } else {
+                    match b {
+                        b'"' => self.in_str = true,
+                        b'{' | b'[' => self.depth += 1,
+                        b'}' | b']' => {
+                            self.depth -= 1;
+                            if self.depth == 0 {
+                                self.value_ended();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Top::AfterValue if ws => {}
+            Top::AfterValue if b == b',' => {
+                self.after_comma = true;
+                self.at = Top::Key;
+            }
+            Top::AfterValue if b == b'}' => self.at = Top::End,
+            Top::End if ws => {}
+            _ => self.at = Top::Stop,
         }
     }
-}
 
-/// The index after the string starting at `i`, if it ends within `b`.
-fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    (b.get(i) == Some(&b'"'))
-        .then(|| skip_string(b, i))
-        .flatten()
-}
-
-/// The index after the JSON value starting at `i`, if it ends within `b`
-/// (a scalar running into the end of `b` does not count: it may go on).
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' | b'{' | b'[' => skip_value(b, i),
-        _ => {
-            let n = b[i..]
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())?;
-            Some(i + n)
+    fn push_value(&mut self, b: u8) {
+        if self.keep_value {
+            if self.value.len() < MAX_ID_BYTES {
+                self.value.push(b);
+            } else {
+                self.keep_value = false;
+                self.id = None;
+            }
         }
     }
-}
 
-/// `..."id" : ID }` at the very end of `b`, ID a number or a plain string.
-fn tail_id(b: &[u8]) -> Option<String> {
-    let t = std::str::from_utf8(b.trim_ascii_end()).ok()?;
-    let t = t.strip_suffix('}')?.trim_end();
-    let (value, before) = if let Some(rest) = t.strip_suffix('"') {
-        let start = rest.rfind('"')?;
-        let inner = &rest[start + 1..];
-        if inner.contains('\\') || rest[..start].ends_with('\\') {
-            return None;
+    fn value_ended(&mut self) {
+        self.at = Top::AfterValue;
+        if self.key_is("method") {
+            self.method = true;
         }
-        (&t[start..], &rest[..start])
-    } else {
-        let start = t
-            .char_indices()
-            .rev()
-            .find(|(_, c)| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
-            .map_or(0, |(i, c)| i + c.len_utf8());
-        let v = &t[start..];
-        if v.is_empty() || !v.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-            return None;
+        if self.keep_value {
+            // A later `id` replaces an earlier one, as in serde_json.
+            self.id = Some(std::mem::take(&mut self.value));
+        } else if self.key_is("id") {
+            self.id = None;
         }
-        (v, &t[..start])
-    };
-    let before = before.trim_end().strip_suffix(':')?.trim_end();
-    let before = before.strip_suffix("\"id\"")?.trim_end();
-    if before.ends_with(',') || before.ends_with('{') {
-        Some(value.to_owned())
-    } else {
-        None
+    }
+
+    /// Whether the current key is `name`, escapes decoded.
+    fn key_is(&self, name: &str) -> bool {
+        if self.key_long {
+            return false;
+        }
+        if !self.key.contains(&b'\\') {
+            return self.key == name.as_bytes();
+        }
+        let quoted = [&b"\""[..], &self.key, b"\""].concat();
+        serde_json::from_slice::<String>(&quoted).is_ok_and(|k| k == name)
+    }
+
+    /// A top-level `method` has been seen (with its whole value).
+    pub fn names_method(&self) -> bool {
+        self.method
+    }
+
+    /// What was scanned may still be a request or a notification: JSON so
+    /// far, an object, and no top-level `result` or `error` has begun.
+    pub fn may_be_request(&self) -> bool {
+        !self.reply && self.at != Top::Stop
+    }
+
+    /// What was found: the id, if it is a JSON string or number (the only
+    /// ids a reply can carry), and whether a `method` came with it.
+    pub fn hint(&self) -> Option<IdHint> {
+        let raw = self.id.as_deref()?;
+        let v = serde_json::from_slice::<Value>(raw).ok()?;
+        (v.is_string() || v.is_number()).then(|| IdHint {
+            id: String::from_utf8(raw.to_vec()).expect("serde_json accepted it, so it is UTF-8"),
+            request: self.method,
+        })
     }
 }
 
@@ -779,77 +900,134 @@ mod tests {
         assert_eq!(reply["error"]["code"], -32700);
     }
 
+    /// The scan of `text` fed whole, byte by byte, and in every two pieces:
+    /// all must agree.
+    fn scan(text: &str) -> Option<IdHint> {
+        let b = text.as_bytes();
+        let whole = {
+            let mut s = IdScan::new();
+            s.feed(b);
+            s.hint()
+        };
+        let mut s = IdScan::new();
+        for c in b.chunks(1) {
+            s.feed(c);
+        }
+        assert_eq!(s.hint(), whole, "byte by byte: {text}");
+        for cut in 0..=b.len() {
+            let mut s = IdScan::new();
+            s.feed(&b[..cut]);
+            s.feed(&b[cut..]);
+            assert_eq!(s.hint(), whole, "cut at {cut}: {text}");
+        }
+        whole
+    }
+
     #[test]
-    fn id_hints_from_either_end() {
-        let h = |head: &str, tail: &str| id_hint(head.as_bytes(), tail.as_bytes());
+    fn the_id_is_found_anywhere_at_the_top_level() {
         let hint = |id: &str, request: bool| {
             Some(IdHint {
                 id: id.into(),
                 request,
             })
         };
+        let big = "x".repeat(10_000);
         // Python order: the id comes first.
+        let m =
+            format!(r#"{{"jsonrpc":"2.0","id":5,"result":{{"content":[{{"text":"{big}"}}]}}}}"#);
+        assert_eq!(scan(&m), hint("5", false));
         assert_eq!(
-            h(
-                r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"te"#,
-                r#"xx"}]}}"#
-            ),
-            hint("5", false)
-        );
-        assert_eq!(
-            h(r#"{ "jsonrpc" : "2.0", "id" : "a\"b", "result": "#, ""),
+            scan(r#"{ "jsonrpc" : "2.0", "id" : "a\"b", "result": 1}"#),
             hint(r#""a\"b""#, false)
         );
         // TypeScript order: at the very end.
-        assert_eq!(
-            h(
-                r#"{"result":{"content":[{"text":"aaaa"#,
-                r#"aaa"}]},"jsonrpc":"2.0","id":12}"#
-            ),
-            hint("12", false)
+        let m =
+            format!(r#"{{"result":{{"content":[{{"text":"{big}"}}]}},"jsonrpc":"2.0","id":12}}"#);
+        assert_eq!(scan(&m), hint("12", false));
+        // In the middle, which neither end shows.
+        let m = format!(
+            r#"{{"result":{{"a":"{big}"}},"id":"s-1","more":["{big}",{{"id":4}}],"jsonrpc":"2.0"}}"#
         );
-        assert_eq!(
-            h(r#"{"result":{"#, r#"x"},"jsonrpc":"2.0","id":"s-1"} "#),
-            hint(r#""s-1""#, false)
+        assert_eq!(scan(&m), hint(r#""s-1""#, false));
+        // A request from the server, its method after its params.
+        let m = format!(
+            r#"{{"params":{{"messages":[{{"text":"{big}"}}]}},"id":3,"method":"sampling/createMessage","jsonrpc":"2.0"}}"#
         );
-        // A request from the server.
+        assert_eq!(scan(&m), hint("3", true));
+        // Nested ids, and ids inside strings, are not the message's.
+        assert_eq!(scan(r#"{"result":{"id":9,"items":[{"id":4}]}}"#), None);
+        assert_eq!(scan(r#"{"result":"\",\"id\":7,\"x\":\"","y":1}"#), None);
+        assert_eq!(scan(r#"{"a":["}",{"b":"]"}],"id":8}"#), hint("8", false));
         assert_eq!(
-            h(
-                r#"{"method":"sampling/createMessage","params":{"messages":[{"#,
-                r#"}]},"jsonrpc":"2.0","id":3}"#
-            ),
-            hint("3", true)
-        );
-        // A nested id is not the message's.
-        assert_eq!(h(r#"{"result":{"id":9,"items":["#, r#"{"id":4}]}}"#), None);
-        assert_eq!(
-            h(r#"{"method":"notifications/progress","params":{"#, r#"}}"#),
+            scan(r#"{"method":"notifications/progress","params":{"id":1}}"#),
             None
         );
-        // An id cut off by the end of the head may be longer.
-        assert_eq!(h(r#"{"jsonrpc":"2.0","id":12345"#, "x}"), None);
-        assert_eq!(h("not json at all", "neither"), None);
-        // Found by thinking about fuzzing: a multi-byte character before the id.
-        assert_eq!(h("", "é5}"), None);
-        // Found by fuzzing (tests/fuzz id_hint): control bytes in a string id.
-        assert_eq!(h("", ",\"id\":\"x\u{1}\0\"}"), None);
-        assert_eq!(h("{\"id\":\"x\u{1}\",", ""), None);
-        assert_eq!(h("", r#""é":1,"id":5}"#), hint("5", false));
-        assert_eq!(h("{\"é\":\"", "\u{1F600}\"}"), None);
-        assert_eq!(h("", ""), None);
+        // An escaped key is still the key (as serde_json reads it).
+        assert_eq!(
+            scan(r#"{"\u0069d":6,"me\u0074hod":"ping"}"#),
+            hint("6", true)
+        );
+        // The last id wins, as in serde_json; an id that is no string or
+        // number is none.
+        assert_eq!(scan(r#"{"id":1,"id":2}"#), hint("2", false));
+        assert_eq!(scan(r#"{"id":1,"id":{"a":1}}"#), None);
+        assert_eq!(scan(r#"{"id":null,"method":"x"}"#), None);
+        // An id cut off by the end of the text may be longer.
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":12345"#), None);
+        assert_eq!(scan(r#"{"jsonrpc":"2.0","id":"abc"#), None);
+        // What was found before the text stops being JSON still counts.
+        assert_eq!(
+            scan(r#"{"id":7,"result":{"a":1}} trailing"#),
+            hint("7", false)
+        );
+        assert_eq!(scan(r#"{"id":7 "x":1}"#), hint("7", false));
+        assert_eq!(scan("not json at all"), None);
+        assert_eq!(scan("[1,2]"), None);
+        assert_eq!(scan(""), None);
+        // Control bytes in a string id make it no JSON string.
+        assert_eq!(scan("{\"id\":\"x\u{1}\"}"), None);
+        assert_eq!(scan(r#"{"é":1,"id":5}"#), hint("5", false));
+        // An id over MAX_ID_BYTES is not kept.
+        let long = format!(r#"{{"id":"{}"}}"#, "i".repeat(MAX_ID_BYTES));
+        assert_eq!(scan(&long), None);
     }
 
     #[test]
-    fn a_head_shows_a_method_only_at_the_top_level() {
-        let m = |head: &str| head_names_method(head.as_bytes());
-        assert!(m(
-            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"da"#
-        ));
-        assert!(m(r#" { "method" : "x", "#));
-        assert!(!m(r#"{"jsonrpc":"2.0","result":{"method":"x"},"id":1"#));
-        assert!(!m(r#"{"jsonrpc":"2.0","id":1,"result":{"te"#));
-        // Cut off before its value ends: not known to be one.
-        assert!(!m(r#"{"method":"notifications/mess"#));
-        assert!(!m(""));
+    fn a_scan_tells_a_method_or_a_reply_only_at_the_top_level() {
+        let m = |text: &str| {
+            let mut s = IdScan::new();
+            s.feed(text.as_bytes());
+            (s.names_method(), s.may_be_request())
+        };
+        assert_eq!(
+            m(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"da"#),
+            (true, true)
+        );
+        assert_eq!(m(r#" { "method" : "x", "#), (true, true));
+        assert_eq!(
+            m(r#"{"jsonrpc":"2.0","result":{"method":"x"},"id":1"#),
+            (false, false)
+        );
+        assert_eq!(
+            m(r#"{"jsonrpc":"2.0","id":1,"result":{"te"#),
+            (false, false)
+        );
+        assert_eq!(m(r#"{"error":"#), (false, true), "no value begun yet");
+        assert_eq!(m(r#"{"error":{"#), (false, false));
+        assert_eq!(
+            m(r#"{"params":{"result":1,"error":2,"method":3}"#),
+            (false, true)
+        );
+        // A method cut off before its value ends: not known to be one.
+        assert_eq!(m(r#"{"method":"notifications/mess"#), (false, true));
+        // Not JSON, or not an object: no message at all.
+        assert_eq!(m("xxxx"), (false, false));
+        assert_eq!(m(r#"[{"method":"x"}"#), (false, false));
+        assert_eq!(m(""), (false, true));
+        // Found by fuzzing: a whole object, ended, is still what it was.
+        assert_eq!(m(r#"{"id":7777777770000000012072.0}"#), (false, true));
+        assert_eq!(m("{} "), (false, true));
+        assert_eq!(m(r#"{"a":1,}"#), (false, false));
+        assert_eq!(m(r#"{"a":1} x"#), (false, false));
     }
 }

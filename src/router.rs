@@ -49,8 +49,15 @@
 //! asked for, and the notifications of their `subscriptions/listen` (routed
 //! by subscriptionId); never a request from the child (SX-07). Whether the
 //! initialized child still serves them is learnt with a `server/discover`
-//! probe after `initialize` ([`Era`]); when it does not, the proxy refuses
-//! them itself.
+//! probe after `initialize` (`Era`). When it does not, the first of them
+//! starts a modern sibling (see "the modern sibling" below,
+//! [`Config::modern_sibling`]): a second router thread,
+//! `router-NAME (modern sibling)`, with its own never-initialized child and
+//! pumps, owned by this router, which hands it every 2026-07-28 POST once
+//! it serves. It ends when this router shuts down (it stops its child
+//! within the same grace), or on its own when its first child cannot serve
+//! 2026-07-28; then, and with `--no-modern-sibling`, the proxy refuses
+//! 2026-07-28 requests itself.
 
 use crate::child::{self, ChildProcess, ChildSpec, Line};
 use crate::jsonrpc::{self, Kind, Message};
@@ -94,6 +101,13 @@ pub const MAX_PENDING: usize = 1024;
 /// probe (2026-07-28 requests wait for it; a shorter `--init-timeout`
 /// applies too); silence counts as a legacy server (ST-15).
 pub const ERA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a modern sibling gets to start and answer its
+/// `server/discover` probe (a shorter `--init-timeout` applies too); the
+/// 2026-07-28 requests that asked for it wait that long at most.
+pub const SIBLING_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time for a modern sibling's router to reap its child on top of the
+/// shutdown graces.
+const SIBLING_STOP_SLACK: Duration = Duration::from_secs(3);
 
 /// Whether the current child, initialized by the proxy, still serves
 /// 2026-07-28 requests: the dual-era rule lets a server serve both eras in
@@ -227,9 +241,13 @@ pub struct ServerStatus {
     pub last_exit: Option<String>,
     /// Why the server last stopped or failed to start, in words.
     pub last_error: Option<String>,
-    /// Whether the running child serves 2026-07-28 requests too (its
-    /// `server/discover` answer); `None` until it is known.
+    /// Whether the server serves 2026-07-28 requests: its child's
+    /// `server/discover` answer, or its modern sibling's once that serves;
+    /// `None` until it is known.
     pub serves_modern: Option<bool>,
+    /// The second, never-initialized process that serves 2026-07-28
+    /// requests for a child that cannot (see [`Config::modern_sibling`]).
+    pub modern_sibling: Option<SiblingStatus>,
     /// Counters and gauges for `/metrics`.
     pub metrics: metrics::Snapshot,
 }
@@ -248,9 +266,21 @@ impl ServerStatus {
             last_exit: None,
             last_error: None,
             serves_modern: None,
+            modern_sibling: None,
             metrics: metrics::Snapshot::default(),
         }
     }
+}
+
+/// What `/status` shows of a server's modern sibling.
+#[derive(Debug, Clone)]
+pub struct SiblingStatus {
+    /// `starting` (probing), `running`, `restarting` or `failed`.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub last_error: Option<String>,
 }
 
 pub enum Event {
@@ -292,6 +322,20 @@ pub enum Event {
     Status {
         reply: Sender<ServerStatus>,
     },
+    /// To a modern sibling's router: add yourself to the main router's
+    /// status `base` (sibling object, serves flag, metrics), then answer.
+    SiblingStatus {
+        base: Box<ServerStatus>,
+        reply: Sender<ServerStatus>,
+    },
+    /// From a modern sibling's router to its main router: whether its
+    /// first child answered `server/discover` listing 2026-07-28. After
+    /// `false` the sibling has stopped its child and ended, and its
+    /// `child_starts` (0 or 1) are the main router's to count.
+    SiblingVerdict {
+        serves: bool,
+        child_starts: u64,
+    },
     /// Close the child's stdin, wait, signal it; then answer and stop.
     Shutdown {
         done: Sender<()>,
@@ -312,6 +356,16 @@ pub struct Config {
     pub restart: RestartPolicy,
     /// Grace after closing the child's stdin, and again after SIGTERM.
     pub shutdown_grace: Duration,
+    /// When the initialized child does not serve 2026-07-28 requests (the
+    /// Python SDK 2.x locks a process to the era of its first request),
+    /// start a second process of the same server on the first such
+    /// request, never initialize it, and send every 2026-07-28 request to
+    /// it if its `server/discover` lists 2026-07-28 (`--modern-sibling`).
+    pub modern_sibling: bool,
+    /// This router runs such a sibling: it probes its child with
+    /// `server/discover` instead of `initialize`, and gets only 2026-07-28
+    /// requests.
+    pub modern_only: bool,
 }
 
 /// When a child that ended is started again.
@@ -380,12 +434,21 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Starts the router thread, which starts the child at once. Returns the
 /// router's event sender without waiting for the child.
 pub fn start(cfg: Config) -> Result<Sender<Event>, String> {
+    start_with(cfg, None)
+}
+
+/// [`start`], for a modern sibling when `parent` is its main router.
+fn start_with(cfg: Config, parent: Option<Sender<Event>>) -> Result<Sender<Event>, String> {
     let (tx, rx) = channel();
     let name = cfg.spec.name.clone();
     let router_tx = tx.clone();
     thread::Builder::new()
         .name(format!("router-{name}"))
-        .spawn(move || Router::new(cfg, router_tx).run(rx))
+        .spawn(move || {
+            let mut r = Router::new(cfg, router_tx);
+            r.parent = parent;
+            r.run(rx)
+        })
         .map_err(|e| format!("cannot start the router thread for server '{name}': {e}"))?;
     Ok(tx)
 }
@@ -571,6 +634,31 @@ struct Router {
     next_id: u64,
     child_log_level: Option<usize>,
     counters: metrics::Counters,
+    /// The modern sibling's router (main routers only), once started.
+    sibling: Option<Sibling>,
+    /// 2026-07-28 POSTs waiting for the child's era or for the sibling's
+    /// verdict (at most [`MAX_PENDING`]).
+    held_posts: Vec<Post>,
+    /// `counters.child_starts` when a sibling was last found not to serve:
+    /// it is not tried again until the main child starts anew.
+    sibling_refused: Option<u64>,
+    /// A modern sibling's main router, told of its verdict.
+    parent: Option<Sender<Event>>,
+    /// A modern sibling whose first child served: later failures are
+    /// restarts, not a verdict.
+    served: bool,
+    /// A modern sibling that gave up: the loop ends.
+    quit: bool,
+    /// Children started by siblings that gave up (for `/metrics`, which
+    /// counts a sibling's starts under its server).
+    sibling_starts: u64,
+}
+
+/// A main router's modern sibling.
+struct Sibling {
+    tx: Sender<Event>,
+    /// Its verdict was yes: 2026-07-28 POSTs go to it.
+    serving: bool,
 }
 
 const INIT_ID: u64 = 0;
@@ -606,6 +694,13 @@ impl Router {
             next_id: INIT_ID + 1,
             child_log_level: None,
             counters: metrics::Counters::default(),
+            sibling: None,
+            held_posts: Vec::new(),
+            sibling_refused: None,
+            parent: None,
+            served: false,
+            quit: false,
+            sibling_starts: 0,
         }
     }
 
@@ -617,6 +712,9 @@ impl Router {
             .map(|t| (t / 2).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL));
         let mut next_sweep = sweep_every.map(|e| Instant::now() + e);
         loop {
+            if self.quit {
+                return;
+            }
             let wake = [
                 next_sweep,
                 self.restart_at,
@@ -644,7 +742,13 @@ impl Router {
                     self.end_idle_sessions();
                 }
             }
-            if self.init_deadline.is_some_and(|at| now >= at) {
+            if self.init_deadline.is_some_and(|at| now >= at) && self.cfg.modern_only {
+                self.child_gone(
+                    "did not answer server/discover in time".to_owned(),
+                    None,
+                    ProxyError::Timeout,
+                );
+            } else if self.init_deadline.is_some_and(|at| now >= at) {
                 let secs = self.cfg.init_timeout.map_or(0.0, |t| t.as_secs_f64());
                 log::warn!(
                     "server '{}' is slow to start; if it needs longer (npx and uvx download first), raise --init-timeout or its \"timeout\" in the config file",
@@ -658,8 +762,9 @@ impl Router {
             }
             if self.era_probe.is_some_and(|(_, at)| now >= at) {
                 log::info!(
-                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests, mcp-proxy refuses them",
-                    self.name
+                    "server '{}' did not answer server/discover in time; as a legacy server it gets no 2026-07-28 requests: {}",
+                    self.name,
+                    self.legacy_note()
                 );
                 self.era_known(Era::LegacyOnly);
             }
@@ -722,9 +827,61 @@ impl Router {
                     session,
                     stream,
                     conn,
-                } => self.stream_gone(&session, stream, conn),
+                } => match &self.sibling {
+                    // The exchanges the sibling serves are its sessions.
+                    Some(s) if !self.sessions.contains_key(&session) => {
+                        let _ = s.tx.send(Event::StreamGone {
+                            session,
+                            stream,
+                            conn,
+                        });
+                    }
+                    _ => self.stream_gone(&session, stream, conn),
+                },
                 Event::Status { reply } => {
-                    let _ = reply.send(self.status());
+                    let mut st = self.status();
+                    match &self.sibling {
+                        // Only a serving sibling is asked: before its
+                        // verdict it may be ending on its own, and a
+                        // question it drops would make the server look
+                        // unresponsive.
+                        Some(s) if s.serving => {
+                            let ev = Event::SiblingStatus {
+                                base: Box::new(st),
+                                reply,
+                            };
+                            if let Err(e) = s.tx.send(ev) {
+                                if let Event::SiblingStatus { base, reply } = e.0 {
+                                    let _ = reply.send(*base);
+                                }
+                            }
+                        }
+                        Some(_) => {
+                            st.modern_sibling = Some(SiblingStatus {
+                                state: State::Starting.name().to_owned(),
+                                pid: None,
+                                restarts: 0,
+                                last_exit: None,
+                                last_error: None,
+                            });
+                            let _ = reply.send(st);
+                        }
+                        None => {
+                            let _ = reply.send(st);
+                        }
+                    }
+                }
+                Event::SiblingStatus { base, reply } => {
+                    let _ = reply.send(self.sibling_status(*base));
+                }
+                Event::SiblingVerdict {
+                    serves,
+                    child_starts,
+                } => {
+                    if !serves {
+                        self.sibling_starts += child_starts;
+                    }
+                    self.on_sibling_verdict(serves)
                 }
                 Event::Shutdown { done } => {
                     self.shutdown();
@@ -777,6 +934,16 @@ impl Router {
         self.child = Some(proc_);
         self.stdin = stdin;
         self.awaiting_init = true;
+        if self.cfg.modern_only {
+            // Never initialized: asked straight away which eras it serves.
+            let wait = self
+                .cfg
+                .init_timeout
+                .map_or(SIBLING_PROBE_TIMEOUT, |t| t.min(SIBLING_PROBE_TIMEOUT));
+            self.init_deadline = Some(Instant::now() + wait);
+            self.send_child(discover_probe(INIT_ID));
+            return Ok(());
+        }
         self.init_deadline = self.cfg.init_timeout.map(|t| Instant::now() + t);
         let init = json!({
             "jsonrpc": "2.0",
@@ -806,6 +973,13 @@ impl Router {
         self.state = State::Stopping;
         self.restart_at = None;
         self.init_deadline = None;
+        // The sibling stops its child at the same time as this one.
+        let sibling_done = self.sibling.take().map(|s| {
+            let (done, rx) = channel();
+            let _ = s.tx.send(Event::Shutdown { done });
+            rx
+        });
+        self.release_held_posts();
         self.fail_requests("mcp-proxy is shutting down", ProxyError::Shutdown);
         self.sessions.clear();
         // The pump writes what is queued, then the pipe closes.
@@ -816,6 +990,10 @@ impl Router {
                 Some(status) => log::info!("server '{}' stopped ({status})", self.name),
                 None => log::warn!("server '{}' did not stop", self.name),
             }
+        }
+        if let Some(rx) = sibling_done {
+            // Bounded like the main router's own stop (server/mod.rs).
+            let _ = rx.recv_timeout(self.cfg.shutdown_grace * 2 + SIBLING_STOP_SLACK);
         }
     }
 
@@ -852,7 +1030,7 @@ impl Router {
     }
 
     /// A message from the child was over `--max-message-size`. Its id,
-    /// when either end of it shows one, names the request it answered:
+    /// when it has one (wherever in the message), names the request it answered:
     /// that request gets an error now instead of waiting forever, and
     /// everything else goes on. A request from the child gets the error
     /// itself. Without an id nothing can be failed; the log says so.
@@ -862,7 +1040,7 @@ impl Router {
             "mcp-proxy: the reply of server '{}' was {} bytes, over the limit of {limit} bytes (--max-message-size)",
             self.name, big.len
         );
-        match jsonrpc::id_hint(&big.head, &big.tail) {
+        match big.hint() {
             Some(h) if h.request => {
                 log::warn!(
                     "server '{}' sent a request of {} bytes, over --max-message-size ({limit}); refused it",
@@ -885,9 +1063,7 @@ impl Router {
                 }
                 _ => log::warn!("{msg}; it answers no request in flight, so nothing fails"),
             },
-            None => log::warn!(
-                "{msg}; its id cannot be found at either end, so no request can be failed"
-            ),
+            None => log::warn!("{msg}; it carries no id, so no request can be failed"),
         }
     }
 
@@ -915,7 +1091,12 @@ impl Router {
             None => ("closed its stdout".to_owned(), "unknown".to_owned()),
         };
         let note = if self.awaiting_init {
-            format!("{note} before answering initialize")
+            let first = if self.cfg.modern_only {
+                "server/discover"
+            } else {
+                "initialize"
+            };
+            format!("{note} before answering {first}")
         } else {
             note
         };
@@ -927,11 +1108,18 @@ impl Router {
     /// or waiting gets an error at once (counted as `cause`), and a restart
     /// is scheduled.
     fn child_gone(&mut self, why: String, exit: Option<String>, cause: ProxyError) {
+        if self.cfg.modern_only && !self.served && self.state != State::Stopping {
+            return self.sibling_gives_up(&why);
+        }
         log::error!("server '{}' {why}", self.name);
         systemd::status(&format!("server '{}' {why}", self.name));
         self.last_error = Some(why.clone());
         if exit.is_some() {
             self.last_exit = exit;
+        }
+        if self.sibling.is_none() {
+            // They waited for this child's era: they fail with it, below.
+            self.release_held_posts();
         }
         self.awaiting_init = false;
         self.init_deadline = None;
@@ -1024,6 +1212,9 @@ impl Router {
             return;
         };
         if up == INIT_ID && self.awaiting_init {
+            if self.cfg.modern_only {
+                return self.on_sibling_probe(&m);
+            }
             return self.on_init_result(m);
         }
         if self.era_probe.is_some_and(|(p, _)| p == up) {
@@ -1079,24 +1270,11 @@ impl Router {
             .init_timeout
             .map_or(ERA_PROBE_TIMEOUT, |t| t.min(ERA_PROBE_TIMEOUT));
         self.era_probe = Some((up, Instant::now() + wait));
-        let modern = crate::server::modern::MODERN_VERSIONS;
-        let line = json!({"jsonrpc": "2.0", "id": up, "method": "server/discover", "params": {"_meta": {
-            crate::server::modern::META_PROTOCOL_VERSION: modern[modern.len() - 1],
-            crate::server::modern::META_CLIENT_CAPABILITIES: {},
-            "io.modelcontextprotocol/clientInfo": {"name": "mcp-proxy", "version": crate::cli::VERSION}
-        }}});
-        self.send_child(line.to_string());
+        self.send_child(discover_probe(up));
     }
 
     fn on_era_probe(&mut self, m: &Message) {
-        let modern = crate::server::modern::MODERN_VERSIONS;
-        let serves = m.value()["result"]["supportedVersions"]
-            .as_array()
-            .is_some_and(|v| {
-                v.iter()
-                    .any(|v| v.as_str().is_some_and(|v| modern.contains(&v)))
-            });
-        if serves {
+        if lists_modern(m) {
             log::info!(
                 "server '{}' serves 2026-07-28 requests next to its initialized session",
                 self.name
@@ -1108,10 +1286,21 @@ impl Router {
                 None => "its server/discover result lists no 2026-07-28 version".to_owned(),
             };
             log::info!(
-                "server '{}' does not serve 2026-07-28 requests once initialized ({why}); mcp-proxy refuses them",
-                self.name
+                "server '{}' does not serve 2026-07-28 requests once initialized ({why}): {}",
+                self.name,
+                self.legacy_note()
             );
             self.era_known(Era::LegacyOnly);
+        }
+    }
+
+    /// What becomes of 2026-07-28 requests for a child that cannot serve
+    /// them, for the log.
+    fn legacy_note(&self) -> &'static str {
+        if self.cfg.modern_sibling {
+            "the first of them starts a second, never-initialized process for them (--no-modern-sibling turns this off)"
+        } else {
+            "mcp-proxy refuses them"
         }
     }
 
@@ -1122,6 +1311,182 @@ impl Router {
         for (sid, m, route) in std::mem::take(&mut self.held_modern) {
             self.modern_request(&sid, m, route);
         }
+        if self.sibling.is_none() {
+            // To this child, or to a sibling started for them now.
+            for p in std::mem::take(&mut self.held_posts) {
+                self.on_post(p);
+            }
+        }
+    }
+
+    // ---- the modern sibling ----
+    //
+    // A child that, once initialized, refuses 2026-07-28 requests (the
+    // Python SDK 2.x serves only the era of its first request) gets a
+    // second process of the same server: started by the main router on
+    // the first 2026-07-28 POST, never initialized, asked `server/discover`
+    // straight away. If it lists 2026-07-28, every 2026-07-28 POST goes to
+    // it from then on (its own router, a thread like this one, relays it);
+    // if not, or if it cannot start (a server that cannot run twice), it
+    // is stopped and 2026-07-28 requests get the main router's refusals,
+    // without another try until the main child starts anew. POSTs that
+    // arrive meanwhile wait (at most MAX_PENDING).
+
+    /// A 2026-07-28 POST on a main router with `--modern-sibling`: sent on
+    /// to the sibling, held, or given back to be served here.
+    fn modern_post(&mut self, p: Post) -> Option<Post> {
+        if let Some(s) = &self.sibling {
+            if !s.serving {
+                return self.hold_post(p);
+            }
+            return match s.tx.send(Event::Post(p)) {
+                Ok(()) => None,
+                Err(e) => {
+                    log::warn!(
+                        "server '{}': its modern sibling's router is gone; 2026-07-28 requests are served as before",
+                        self.name
+                    );
+                    self.sibling = None;
+                    match e.0 {
+                        Event::Post(p) => Some(p),
+                        _ => None,
+                    }
+                }
+            };
+        }
+        match (self.state, self.era) {
+            (State::Failed | State::Stopping, _) | (_, Era::Both) => Some(p),
+            (_, Era::Unknown) => self.hold_post(p),
+            (_, Era::LegacyOnly) => {
+                if self.sibling_refused == Some(self.counters.child_starts) {
+                    return Some(p);
+                }
+                self.start_sibling();
+                if self.sibling.is_some() {
+                    self.hold_post(p)
+                } else {
+                    Some(p)
+                }
+            }
+        }
+    }
+
+    fn hold_post(&mut self, p: Post) -> Option<Post> {
+        if self.held_posts.len() >= MAX_PENDING {
+            return Some(p);
+        }
+        self.held_posts.push(p);
+        None
+    }
+
+    /// Held POSTs are served as if no sibling existed.
+    fn release_held_posts(&mut self) {
+        for mut p in std::mem::take(&mut self.held_posts) {
+            self.serve_post(&mut p);
+        }
+    }
+
+    fn start_sibling(&mut self) {
+        let mut cfg = self.cfg.clone();
+        cfg.modern_only = true;
+        cfg.modern_sibling = false;
+        cfg.spec.name = format!("{} (modern sibling)", self.name);
+        log::info!(
+            "server '{}': starting a second, never-initialized process for 2026-07-28 requests",
+            self.name
+        );
+        match start_with(cfg, Some(self.tx.clone())) {
+            Ok(tx) => self.sibling = Some(Sibling { tx, serving: false }),
+            Err(e) => {
+                log::warn!("{e}");
+                self.sibling_refused = Some(self.counters.child_starts);
+            }
+        }
+    }
+
+    fn on_sibling_verdict(&mut self, serves: bool) {
+        match &mut self.sibling {
+            Some(s) if serves => s.serving = true,
+            Some(_) => {
+                self.sibling = None;
+                self.sibling_refused = Some(self.counters.child_starts);
+            }
+            None => return,
+        }
+        for p in std::mem::take(&mut self.held_posts) {
+            self.on_post(p);
+        }
+    }
+
+    /// A sibling's answer to its `server/discover` probe.
+    fn on_sibling_probe(&mut self, m: &Message) {
+        if !lists_modern(m) {
+            let why = match m.value().get("error") {
+                Some(e) => format!("answered server/discover with {e}"),
+                None => "listed no 2026-07-28 version in its server/discover result".to_owned(),
+            };
+            return self.child_gone(why, None, ProxyError::ChildDied);
+        }
+        self.awaiting_init = false;
+        self.init_deadline = None;
+        self.era = Era::Both;
+        self.state = State::Running;
+        let pid = self.child.as_ref().map_or(0, |c| c.pid);
+        log::info!(
+            "server '{}' serves 2026-07-28 requests (pid {pid})",
+            self.name
+        );
+        if !self.served {
+            self.served = true;
+            if let Some(p) = &self.parent {
+                let _ = p.send(Event::SiblingVerdict {
+                    serves: true,
+                    child_starts: 0,
+                });
+            }
+        }
+        for (sid, m, route) in std::mem::take(&mut self.pending) {
+            self.modern_request(&sid, m, route);
+        }
+    }
+
+    /// A sibling whose first child could not serve: stopped for good, and
+    /// its main router told so.
+    fn sibling_gives_up(&mut self, why: &str) {
+        log::info!(
+            "server '{}' {why}; stopped, 2026-07-28 requests get the initialized child's answers",
+            self.name
+        );
+        if let Some(p) = &self.parent {
+            let _ = p.send(Event::SiblingVerdict {
+                serves: false,
+                child_starts: self.counters.child_starts,
+            });
+        }
+        self.shutdown();
+        self.quit = true;
+    }
+
+    /// The main router's status with this sibling added: its process, its
+    /// answer for `serves_2026_07_28`, and its requests in the metrics
+    /// (never counted by the main router, which only passes them on).
+    fn sibling_status(&self, mut base: ServerStatus) -> ServerStatus {
+        let me = self.status();
+        if self.state == State::Running && self.era == Era::Both {
+            base.serves_modern = Some(true);
+        } else if self.state == State::Failed {
+            base.serves_modern = Some(false);
+        }
+        base.requests_in_flight += me.requests_in_flight;
+        base.metrics.add(&me.metrics);
+        base.modern_sibling = Some(SiblingStatus {
+            state: me.state,
+            pid: me.pid,
+            restarts: me.restarts,
+            last_exit: me.last_exit,
+            last_error: me.last_error,
+        });
+        base
     }
 
     /// A 2026-07-28 request: stateless, so nothing is answered for the
@@ -1586,8 +1951,22 @@ impl Router {
         id
     }
 
-    fn on_post(&mut self, mut p: Post) {
-        let reply = self.post(&mut p);
+    fn on_post(&mut self, p: Post) {
+        let p = if p.transport == Transport::Modern && self.cfg.modern_sibling {
+            match self.modern_post(p) {
+                Some(p) => p,
+                None => return,
+            }
+        } else {
+            p
+        };
+        let mut p = p;
+        self.serve_post(&mut p);
+    }
+
+    /// Serves a POST with this router's child.
+    fn serve_post(&mut self, p: &mut Post) {
+        let reply = self.post(p);
         let created = match &reply {
             PostReply::Stream {
                 session,
@@ -2402,8 +2781,13 @@ impl Router {
                 Era::Both => Some(true),
                 Era::LegacyOnly => Some(false),
             },
+            modern_sibling: None,
             metrics: metrics::Snapshot {
-                counters: self.counters,
+                counters: {
+                    let mut c = self.counters;
+                    c.child_starts += self.sibling_starts;
+                    c
+                },
                 sse_sessions: count(Transport::Sse),
                 streamable_sessions: count(Transport::Streamable),
                 stateless_sessions: count(Transport::Stateless),
@@ -2412,6 +2796,28 @@ impl Router {
             },
         }
     }
+}
+
+/// The proxy's own `server/discover` request with upstream id `up`.
+fn discover_probe(up: u64) -> String {
+    let modern = crate::server::modern::MODERN_VERSIONS;
+    json!({"jsonrpc": "2.0", "id": up, "method": "server/discover", "params": {"_meta": {
+        crate::server::modern::META_PROTOCOL_VERSION: modern[modern.len() - 1],
+        crate::server::modern::META_CLIENT_CAPABILITIES: {},
+        "io.modelcontextprotocol/clientInfo": {"name": "mcp-proxy", "version": crate::cli::VERSION}
+    }}})
+    .to_string()
+}
+
+/// Whether a `server/discover` answer lists a 2026-07-28 version.
+fn lists_modern(m: &Message) -> bool {
+    let modern = crate::server::modern::MODERN_VERSIONS;
+    m.value()["result"]["supportedVersions"]
+        .as_array()
+        .is_some_and(|v| {
+            v.iter()
+                .any(|v| v.as_str().is_some_and(|v| modern.contains(&v)))
+        })
 }
 
 /// What happens next to a failed server, for its log line and errors.
@@ -2559,6 +2965,8 @@ mod tests {
                 limits: Limits::default(),
                 restart: RestartPolicy::default(),
                 shutdown_grace: CHILD_GRACE,
+                modern_sibling: false,
+                modern_only: false,
             },
             tx,
         );

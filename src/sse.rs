@@ -8,8 +8,10 @@
 //! `id` is still recorded (the 2025-11-25 priming event), and `retry` takes
 //! digits only. No event may grow past `max_event_bytes`: a stream that never
 //! sends a newline costs at most that much memory, then yields
-//! [`Item::TooBig`] and skips to the end of that event.
+//! [`Item::TooBig`] and skips to the end of that event, scanning its data
+//! for the JSON-RPC id without keeping it ([`Item::TooBigEnd`]).
 
+use crate::jsonrpc::{IdHint, IdScan};
 use std::io::{self, Write};
 
 /// One dispatched event.
@@ -27,23 +29,33 @@ pub enum Item {
     Event(Event),
     /// A `retry` field: reconnection delay in milliseconds.
     Retry(u64),
-    /// An event grew past the limit; its bytes are dropped. `head` holds
-    /// its first bytes so far (up to [`OVERSIZED_HINT_BYTES`]), which may
-    /// already tell what it is before its end comes, if ever.
+    /// An event grew past the limit; its bytes are dropped.
+    /// `may_be_request`: its data up to the byte that passed the limit may
+    /// still be a request or a notification ([`IdScan::may_be_request`]),
+    /// and the line that passed it is a `data` line; otherwise it is a
+    /// reply, or no JSON-RPC message at all.
     TooBig {
-        head: Vec<u8>,
+        may_be_request: bool,
     },
-    /// The end of an event reported as [`Item::TooBig`]: the first and
-    /// last [`OVERSIZED_HINT_BYTES`] of its data, where its JSON-RPC id may
-    /// still be found ([`crate::jsonrpc::id_hint`]).
+    /// The end of an event reported as [`Item::TooBig`], with what a scan
+    /// of all its data found: the JSON-RPC id, wherever it was, and whether
+    /// it names a method.
     TooBigEnd {
-        head: Vec<u8>,
-        tail: Vec<u8>,
+        hint: Option<IdHint>,
+        names_method: bool,
     },
 }
 
-/// Bytes kept from each end of an event that is too large.
-pub const OVERSIZED_HINT_BYTES: usize = 512;
+/// Where a raw line of a discarded event is: matching the `data:` field
+/// name (bytes matched so far), just past it (one space is dropped), in
+/// its value, or in another field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawLine {
+    Name(usize),
+    Space,
+    Value,
+    Other,
+}
 
 pub struct Parser {
     max_event_bytes: usize,
@@ -54,10 +66,12 @@ pub struct Parser {
     pending_cr: bool,
     started: bool,
     discarding: bool,
-    big_head: Vec<u8>,
-    /// Where the raw (not yet field-parsed) bytes start in `big_head`.
-    big_raw_from: usize,
-    big_tail: Vec<u8>,
+    /// The data of the discarded event, scanned as it comes.
+    big_scan: IdScan,
+    big_line: RawLine,
+    /// The current raw line of the discarded event has bytes: its end is
+    /// not the blank line that ends the event.
+    big_line_has_bytes: bool,
 }
 
 impl Parser {
@@ -71,9 +85,9 @@ impl Parser {
             pending_cr: false,
             started: false,
             discarding: false,
-            big_head: Vec::new(),
-            big_raw_from: 0,
-            big_tail: Vec::new(),
+            big_scan: IdScan::new(),
+            big_line: RawLine::Name(0),
+            big_line_has_bytes: false,
         }
     }
 
@@ -132,83 +146,105 @@ impl Parser {
 
     fn push_line_bytes(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
         if self.discarding {
-            self.keep_ends(bytes);
+            self.scan_raw(bytes);
             return;
         }
         if self.line.len() + self.data.len() + bytes.len() > self.max_event_bytes {
-            // Keep the ends of the event for its id: the data so far, then
-            // the raw bytes from here on (its `data:` field name comes off
-            // when the event ends), however the bytes were split into reads.
+            // Scan the event for its id: the data so far, then the data
+            // values of the raw lines from here on.
             let data = self.data.as_bytes();
-            self.big_head = data[..data.len().min(OVERSIZED_HINT_BYTES)].to_vec();
-            self.big_raw_from = self.big_head.len();
-            self.big_tail.clear();
+            self.big_scan = IdScan::new();
+            self.big_scan.feed(data);
+            self.big_line = RawLine::Name(0);
             let line = std::mem::take(&mut self.line);
-            self.keep_ends(&line);
-            // The head reported now ends at the byte that crossed the
-            // limit, so it is the same however the bytes were split.
+            self.big_line_has_bytes = !line.is_empty() || !bytes.is_empty();
+            self.scan_raw(&line);
+            // What is reported now was scanned up to the byte that crossed
+            // the limit, so it is the same however the bytes were split.
             // (The data may already be one past the limit: a joining
             // newline is added when a line ends, not checked here.)
             let crossing = (self.max_event_bytes + 1)
                 .saturating_sub(line.len() + self.data.len())
                 .min(bytes.len());
             let (first, rest) = bytes.split_at(crossing);
-            self.keep_ends(first);
+            self.scan_raw(first);
             self.data.clear();
             self.event.clear();
             self.discarding = true;
             out.push(Item::TooBig {
-                head: self.discarded_head(),
+                may_be_request: self.big_line != RawLine::Other && self.big_scan.may_be_request(),
             });
-            self.keep_ends(rest);
+            self.scan_raw(rest);
             return;
         }
         self.line.extend_from_slice(bytes);
     }
 
-    /// Adds raw bytes of a discarded event to its head (until full) and tail.
-    fn keep_ends(&mut self, bytes: &[u8]) {
-        let room = OVERSIZED_HINT_BYTES - self.big_head.len();
-        self.big_head
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
-        keep_tail(&mut self.big_tail, bytes);
+    /// Adds the `data` values among raw bytes of a line of a discarded
+    /// event to its scan.
+    fn scan_raw(&mut self, mut bytes: &[u8]) {
+        self.big_line_has_bytes |= !bytes.is_empty();
+        while let Some((&b, rest)) = bytes.split_first() {
+            match self.big_line {
+                RawLine::Name(n) if b == b"data:"[n] => {
+                    self.big_line = if n == 4 {
+                        RawLine::Space
+                    } else {
+                        RawLine::Name(n + 1)
+                    };
+                }
+                RawLine::Name(_) => self.big_line = RawLine::Other,
+                RawLine::Space => {
+                    self.big_line = RawLine::Value;
+                    if b != b' ' {
+                        continue;
+                    }
+                }
+                RawLine::Value => {
+                    self.big_scan.feed(bytes);
+                    return;
+                }
+                RawLine::Other => return,
+            }
+            bytes = rest;
+        }
     }
 
-    /// The head of the discarded event so far, its first raw line's
-    /// `data:` field name taken off.
-    fn discarded_head(&self) -> Vec<u8> {
-        let mut head = self.big_head.clone();
-        let raw = &head[self.big_raw_from..];
-        let skip = raw
-            .strip_prefix(b"data:")
-            .map(|r| raw.len() - r.strip_prefix(b" ").unwrap_or(r).len())
-            .unwrap_or(0);
-        head.drain(self.big_raw_from..self.big_raw_from + skip);
-        head
+    /// A raw line of a discarded event ended: data lines join with LF.
+    fn end_discarded_line(&mut self) {
+        if matches!(self.big_line, RawLine::Space | RawLine::Value) {
+            self.big_scan.feed(b"\n");
+        }
+        self.big_line = RawLine::Name(0);
+        self.big_line_has_bytes = false;
     }
 
-    /// The ends of the discarded event.
-    fn take_ends(&mut self) -> Item {
-        let head = self.discarded_head();
-        self.big_head.clear();
+    /// What the scan of the discarded event found.
+    fn end_discarded(&mut self) -> Item {
+        let scan = std::mem::take(&mut self.big_scan);
         Item::TooBigEnd {
-            head,
-            tail: std::mem::take(&mut self.big_tail),
+            hint: scan.hint(),
+            names_method: scan.names_method(),
         }
     }
 
     fn process_line(&mut self, line: &[u8], out: &mut Vec<Item>) {
-        if line.is_empty() {
-            if self.discarding {
-                self.discarding = false;
-                let ends = self.take_ends();
-                out.push(ends);
-                return;
+        if self.discarding {
+            // Its lines are not kept, so `line` is empty: whether the raw
+            // line had bytes tells a blank line, which ends the event.
+            if self.big_line_has_bytes {
+                return self.end_discarded_line();
             }
+            self.discarding = false;
+            let ends = self.end_discarded();
+            out.push(ends);
+            return;
+        }
+        if line.is_empty() {
             self.dispatch(out);
             return;
         }
-        if self.discarding || line[0] == b':' {
+        if line[0] == b':' {
             return;
         }
         let line = String::from_utf8_lossy(line);
@@ -254,13 +290,6 @@ impl Parser {
             id: self.last_id.clone(),
         }));
     }
-}
-
-/// Appends `bytes` to `tail`, keeping only its last [`OVERSIZED_HINT_BYTES`].
-fn keep_tail(tail: &mut Vec<u8>, bytes: &[u8]) {
-    tail.extend_from_slice(&bytes[bytes.len().saturating_sub(OVERSIZED_HINT_BYTES)..]);
-    let extra = tail.len().saturating_sub(OVERSIZED_HINT_BYTES);
-    tail.drain(..extra);
 }
 
 /// Appends one event in wire form. Data containing line breaks becomes
@@ -460,44 +489,67 @@ mod tests {
         // What had come up to the byte that passed the limit, however the
         // bytes were split into reads.
         let big = Item::TooBig {
-            head: vec![b'x'; 17],
+            may_be_request: false,
         };
         assert_eq!(out, vec![big.clone()]);
         p.feed(b"\n\ndata: ok\n\n", &mut out);
         let ends = Item::TooBigEnd {
-            head: vec![b'x'; OVERSIZED_HINT_BYTES],
-            tail: vec![b'x'; OVERSIZED_HINT_BYTES],
+            hint: None,
+            names_method: false,
         };
-        assert_eq!(out, vec![big, ends, ev("message", "ok", None)]);
+        assert_eq!(out, vec![big, ends.clone(), ev("message", "ok", None)]);
         let out = parse_chunks(&[b"data: 0123456789\ndata: 0123456789\n\ndata: a\n\n"], 16);
         // The limit passed on the second line's `data: ` field name.
         let big = Item::TooBig {
-            head: b"0123456789\n".to_vec(),
-        };
-        let ends = Item::TooBigEnd {
-            head: b"0123456789\n0123456789".to_vec(),
-            tail: b"data: 0123456789".to_vec(),
+            may_be_request: false,
         };
         assert_eq!(out, vec![big, ends, ev("message", "a", None)]);
-        // A reply whose id is at either end can still be named.
-        let mut big = b"data: {\"jsonrpc\":\"2.0\",\"id\":41,\"result\":\"".to_vec();
-        big.extend_from_slice(&[b'y'; 5000]);
-        big.extend_from_slice(b"\"}\n\n");
-        let out = parse_chunks(&[&big], 1000);
-        let Item::TooBigEnd { head, tail } = &out[1] else {
+        // A reply's id is found wherever it is: first, last, or between
+        // two runs each over the limit, and across data lines.
+        let y = "y".repeat(5000);
+        for data in [
+            format!(r#"{{"jsonrpc":"2.0","id":41,"result":"{y}"}}"#),
+            format!(r#"{{"jsonrpc":"2.0","result":"{y}","id":41}}"#),
+            format!(r#"{{"result":"{y}","id":41,"more":"{y}"}}"#),
+            format!("{{\"result\":\"{y}\",\n\"id\"\n:\n41,\n\"more\":\"{y}\"}}"),
+        ] {
+            let mut wire = Vec::new();
+            encode_event(&mut wire, None, Some("e"), &data);
+            // An event after it is parsed as usual.
+            wire.extend_from_slice(b"data: after\n\n");
+            let whole = parse_chunks(&[&wire], 1000);
+            let bytes: Vec<&[u8]> = wire.chunks(7).collect();
+            assert_eq!(parse_chunks(&bytes, 1000), whole, "{data:.40}");
+            let [Item::TooBig { may_be_request }, Item::TooBigEnd { hint, names_method }, Item::Event(after)] =
+                &whole[..]
+            else {
+                panic!("{whole:?}")
+            };
+            assert!(!may_be_request, "a reply before its end: {data:.40}");
+            assert_eq!(hint.as_ref().expect("an id").id, "41", "{data:.40}");
+            assert!(!names_method);
+            assert_eq!(after.data, "after");
+        }
+        // A server request, its method after its big params.
+        let mut wire = Vec::new();
+        let data = format!(
+            r#"{{"params":{{"a":"{y}"}},"method":"sampling/createMessage","id":"s","jsonrpc":"2.0"}}"#
+        );
+        encode_event(&mut wire, Some("message"), None, &data);
+        let out = parse_chunks(&[&wire], 1000);
+        let [Item::TooBig { may_be_request }, Item::TooBigEnd { hint, names_method }] = &out[..]
+        else {
             panic!("{out:?}")
         };
-        assert_eq!(crate::jsonrpc::id_hint(head, tail).unwrap().id, "41");
-        // Whether it names a method shows before its end.
-        let mut big =
-            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":\""
-                .to_vec();
-        big.extend_from_slice(&[b'y'; 5000]);
-        let out = parse_chunks(&[&big], 1000);
-        let Item::TooBig { head } = &out[0] else {
-            panic!("{out:?}")
-        };
-        assert!(crate::jsonrpc::head_names_method(head), "{out:?}");
+        assert!(
+            may_be_request,
+            "not known to be a reply when the limit passed"
+        );
+        assert!(
+            hint.as_ref().is_some_and(|h| h.request && h.id == r#""s""#),
+            "{out:?}"
+        );
+        assert!(names_method);
     }
 
     #[test]

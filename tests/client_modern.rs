@@ -503,3 +503,219 @@ fn mixed_eras_initialize_after_modern_requests_gets_a_session() {
     assert!(req_header(&last, "mcp-session-id").is_some(), "{last}");
     assert_eq!(req_header(&last, "mcp-method"), None, "{last}");
 }
+
+/// The cursor of every 2026-07-28 `tools/list` the remote got, in order
+/// (null where it had none).
+fn list_cursors(remote: &FakeRemote) -> Vec<Value> {
+    let url = format!("{}/admin/list-cursors", remote.base);
+    match http("GET", &url, &[], None).json() {
+        Value::Array(a) => a,
+        other => panic!("list-cursors is not an array: {other}"),
+    }
+}
+
+/// SX-26 with a paged `tools/list`: the tool whose header was renamed is
+/// on a later page, so the re-fetch after -32020 follows `nextCursor` to
+/// the last page, sending each cursor back as it came, before the call
+/// goes again with the new header. The client reads only its own reply.
+#[test]
+fn sx26_the_refetch_reads_every_page_of_tools_list() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    // The client pages through the list itself: the proxy learns the
+    // schemas, and the test the cursors the remote hands out.
+    let mut cursors = vec![Value::Null];
+    let mut names = Vec::new();
+    loop {
+        let id = json!(format!("page-{}", cursors.len()));
+        let mut params = json!({});
+        let last = cursors.last().expect("starts with one").clone();
+        if !last.is_null() {
+            params["cursor"] = last;
+        }
+        p.send_json(&modern(id.clone(), "tools/list", params));
+        let r = p.recv_response(&id);
+        let tools = r["result"]["tools"].as_array().expect("a tools page");
+        names.extend(tools.iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+        match &r["result"]["nextCursor"] {
+            Value::Null => break,
+            c => cursors.push(c.clone()),
+        }
+    }
+    let at = names.iter().position(|n| n == "mirror").expect("mirror");
+    assert!(at >= 2, "mirror is on the first page: {names:?}");
+
+    remote.admin("header-rename", "");
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let r = p.recv();
+    assert_eq!(r["id"], "m", "the first line is the call's reply: {r}");
+    assert!(
+        r.get("result").is_some(),
+        "the retry was refused: {r}\n{}",
+        p.stderr()
+    );
+    let calls = posts_of(&remote, "tools/call");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(req_header(&calls[0], "mcp-param-region"), Some("eu"));
+    assert_eq!(req_header(&calls[1], "mcp-param-zone"), Some("eu"));
+    assert_eq!(req_header(&calls[1], "mcp-param-region"), None);
+    // The client's listing, then the re-fetch: every page, in order.
+    assert!(cursors.len() >= 2, "one page only: {cursors:?}");
+    let want = [cursors.clone(), cursors].concat();
+    assert_eq!(list_cursors(&remote), want);
+
+    // Nothing else reached stdout (no stray page of the re-fetch).
+    p.send_json(&modern(json!("after"), "tools/list", json!({})));
+    assert_eq!(p.recv()["id"], "after");
+}
+
+/// LC-42 during a paged re-fetch: the client cancels the call while a
+/// later page of the hidden `tools/list` is out. That page's exchange is
+/// closed, no further page is asked for, the call is not sent again, and
+/// nothing is written for its id.
+#[test]
+fn lc42_a_cancel_stops_the_pages_of_the_refetch() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    // Pages after the first are never answered.
+    remote.admin("list-hold", "");
+    // No schema is known yet, so the call lacks Mcp-Param-Region: -32020.
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let deadline = Instant::now() + WAIT;
+    while list_cursors(&remote).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the re-fetch never asked for page 2; cursors {:?}\n{}",
+            list_cursors(&remote),
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.send_json(&cancel(json!("m")));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let url = format!("{}/admin/modern-closed", remote.base);
+        let closed = http("GET", &url, &[], None).json();
+        if closed.as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page in flight was never closed after the cancel\n{}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.send_json(&modern(json!("after"), "tools/list", json!({})));
+    let r = p.recv();
+    assert_eq!(
+        r["id"], "after",
+        "nothing was written for the cancelled call: {r}"
+    );
+    assert_eq!(
+        posts_of(&remote, "tools/call").len(),
+        1,
+        "the call went again"
+    );
+    let cursors = list_cursors(&remote);
+    assert_eq!(
+        cursors.len(),
+        3,
+        "pages 1 and 2, then the client's: {cursors:?}"
+    );
+    assert!(
+        cursors[1].is_string() && cursors[2].is_null(),
+        "{cursors:?}"
+    );
+}
+
+/// A page of the re-fetch that fails (HTTP 500) ends it: the call goes
+/// again anyway, with what the earlier pages taught, and a warning names
+/// the page. Here that is too little (mirror is on a later page), so the
+/// client reads the remote's second -32020, under its own id.
+#[test]
+fn sx26_a_failed_page_ends_the_refetch_and_the_call_goes_again() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    remote.admin("list-fail", "500");
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let r = p.recv();
+    assert_eq!(r["id"], "m", "{r}");
+    assert_eq!(r["error"]["code"], -32020, "{r}");
+    assert_eq!(posts_of(&remote, "tools/call").len(), 2, "one retry");
+    let cursors = list_cursors(&remote);
+    assert_eq!(
+        cursors.len(),
+        2,
+        "no page after the failed one: {cursors:?}"
+    );
+    let warning = p.wait_stderr("page 2 failed", WAIT);
+    assert!(warning.contains("500"), "{warning}");
+}
+
+/// A remote whose `nextCursor` never ends (its last page leads back to the
+/// first) gets at most 100 pages asked for; then a warning, and the call
+/// goes again with what those pages taught, which here is enough.
+#[test]
+fn sx26_the_refetch_stops_after_100_pages() {
+    let (remote, mut p) = start();
+    remote.admin("list-page-size", "2");
+    remote.admin("list-loop", "");
+    p.send_json(&modern_call(json!("m"), "mirror", json!({"region": "eu"})));
+    let r = p.recv();
+    assert_eq!(r["id"], "m", "{r}");
+    assert!(
+        r.get("result").is_some(),
+        "the retry was refused: {r}\n{}",
+        p.stderr()
+    );
+    assert_eq!(list_cursors(&remote).len(), 100);
+    let calls = posts_of(&remote, "tools/call");
+    assert_eq!(req_header(&calls[1], "mcp-param-region"), Some("eu"));
+    p.wait_stderr("still has pages after 100", WAIT);
+}
+
+/// Modern requests one after another reuse a kept-alive connection instead
+/// of each paying a TCP (and TLS) handshake; a cancelled request's
+/// connection is closed (the cancel, SX-10) and never used again.
+#[test]
+fn sequential_requests_reuse_a_connection_and_a_cancelled_one_is_not_reused() {
+    let (remote, mut p) = start();
+    for i in 0..3 {
+        p.send_json(&modern_call(json!(i), "echo", json!({"text": "hi"})));
+        assert_eq!(result_text(&p.recv_response(&json!(i))), "hi");
+    }
+    let ports = |remote: &FakeRemote| -> Vec<u64> {
+        posts_of(remote, "tools/call")
+            .iter()
+            .map(|r| r["peer"].as_u64().expect("the demo logs the peer port"))
+            .collect()
+    };
+    let first = ports(&remote);
+    assert_eq!(first.len(), 3);
+    assert!(
+        first.iter().all(|&p| p == first[0]),
+        "one connection for the three calls: {first:?}"
+    );
+    p.send_json(&modern_call(json!("s"), "slow", json!({"ms": 30000})));
+    let deadline = Instant::now() + WAIT;
+    while ports(&remote).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow call never reached the remote"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.send_json(&cancel(json!("s")));
+    wait_closed(&remote, "\"s\"");
+    let cancelled = ports(&remote)[3];
+    for i in 10..13 {
+        p.send_json(&modern_call(json!(i), "echo", json!({"text": "again"})));
+        assert_eq!(result_text(&p.recv_response(&json!(i))), "again");
+    }
+    let after = &ports(&remote)[4..];
+    assert!(
+        !after.contains(&cancelled),
+        "the cancelled call's connection ({cancelled}) was used again: {after:?}"
+    );
+}

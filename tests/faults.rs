@@ -112,6 +112,15 @@ fn a_reply_over_the_message_limit_fails_only_its_request() {
     let msg = r["error"]["message"].as_str().unwrap();
     assert!(msg.contains("--max-message-size"), "{msg}");
     assert_eq!(text_of(&b.recv_response(&json!(5))).len(), 1000);
+    // Its id between two stretches each longer than the limit: found all
+    // the same, where the two ends of the line would not show it.
+    a.post(&tool(
+        json!("inside"),
+        "big",
+        json!({"bytes": 300000, "id_inside": true}),
+    ));
+    let r = a.recv_response(&json!("inside"));
+    assert_eq!(error_code(&r), -32603, "{r}");
     a.post(&tool(json!(6), "echo", json!({"text": "next"})));
     assert_eq!(text_of(&a.recv_response(&json!(6))), "next");
     let st = p.status();
@@ -327,9 +336,9 @@ fn a_remote_that_never_answers_fails_the_request_after_the_response_timeout() {
 }
 
 /// Client mode over HTTP+SSE: every reply comes on the one SSE stream, so
-/// an event over --max-message-size is named by the id at either end of
-/// it (sse::Item::TooBigEnd, jsonrpc::id_hint) and its request fails;
-/// the session goes on.
+/// an event over --max-message-size is named by its id, found by scanning
+/// it (sse::Item::TooBigEnd, jsonrpc::IdScan), and its request fails; the
+/// session goes on.
 #[test]
 fn client_mode_legacy_sse_reply_over_the_limit_fails_its_request() {
     let mut remote = Proc::spawn(demo_bin(), &["--http", "0"]);

@@ -10,79 +10,10 @@ mod server_support;
 
 use common::demo_bin;
 use serde_json::{json, Value};
+use server_support::modern::*;
 use server_support::*;
 use std::thread;
 use std::time::{Duration, Instant};
-
-const V: &str = "2026-07-28";
-
-/// A modern request: `params` with the `_meta` envelope added (LC-20).
-fn modern(id: Value, method: &str, mut params: Value) -> Value {
-    let meta = json!({
-        "io.modelcontextprotocol/protocolVersion": V,
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "modern-test", "version": "1"}
-    });
-    match params.get_mut("_meta").and_then(Value::as_object_mut) {
-        Some(m) => {
-            for (k, v) in meta.as_object().unwrap() {
-                m.entry(k.clone()).or_insert(v.clone());
-            }
-        }
-        None => params["_meta"] = meta,
-    }
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-}
-
-fn modern_call(id: Value, tool: &str, args: Value) -> Value {
-    modern(id, "tools/call", json!({"name": tool, "arguments": args}))
-}
-
-/// The headers a 2026-07-28 client sends for `body` (SX-03, SX-20, SX-24).
-fn headers_for(body: &Value) -> Vec<(String, String)> {
-    let method = body["method"].as_str().unwrap_or("").to_owned();
-    let mut h = vec![
-        ("Content-Type".to_owned(), "application/json".to_owned()),
-        (
-            "Accept".to_owned(),
-            "application/json, text/event-stream".to_owned(),
-        ),
-        ("MCP-Protocol-Version".to_owned(), V.to_owned()),
-        ("Mcp-Method".to_owned(), method.clone()),
-    ];
-    let name = match method.as_str() {
-        "tools/call" | "prompts/get" => body["params"]["name"].as_str(),
-        "resources/read" => body["params"]["uri"].as_str(),
-        _ => None,
-    };
-    if let Some(n) = name {
-        h.push(("Mcp-Name".to_owned(), n.to_owned()));
-    }
-    h
-}
-
-fn post_raw(url: &str, h: &[(String, String)], body: &str) -> Conn {
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    send("POST", url, &h, Some(body.as_bytes()))
-}
-
-/// POSTs `body` with its standard headers, `edit` applied to them first.
-fn post_edit(url: &str, body: &Value, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Conn {
-    let mut h = headers_for(body);
-    edit(&mut h);
-    post_raw(url, &h, &body.to_string())
-}
-
-fn post(url: &str, body: &Value) -> Conn {
-    post_edit(url, body, |_| {})
-}
-
-fn set(h: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
-    h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-    if let Some(v) = value {
-        h.push((name.to_owned(), v.to_owned()));
-    }
-}
 
 /// A JSON reply: its status and body, checked to carry no session id.
 fn json_reply(c: Conn) -> (u16, Value) {

@@ -24,10 +24,13 @@
 //! is not.
 //!
 //! A message from the remote over `--max-message-size` is dropped, and
-//! what its two ends show decides who hears of it ([`Oversized`]): a
-//! server-to-client request is answered with a JSON-RPC error (POSTed as
-//! the local client's replies are), a reply fails the request it answers,
-//! a notification is only logged.
+//! what a scan of all of it finds (its top-level id and method, wherever
+//! they are; the bytes are not kept) decides who hears of it
+//! ([`Oversized`]): a server-to-client request is answered with a JSON-RPC
+//! error (POSTed as the local client's replies are), a reply fails the
+//! request it answers, a notification is only logged. A stdin message over
+//! the limit is answered the same way: a request gets the error under its
+//! own id, a reply to the remote goes on as an error reply.
 //!
 //! With `--transport auto` the local client's own `initialize` decides
 //! (SH-71): a 2xx to the POST means Streamable HTTP; 400/404/405 (any 4xx
@@ -51,7 +54,7 @@
 //! ordering rule of `post` (one POST of a mixed array would be a request
 //! and a fence at once).
 //! The replies to its requests, the remote's or our own errors alike, are
-//! gathered ([`Batch`]) and written as one array line once the last one is
+//! gathered (`Batch`) and written as one array line once the last one is
 //! in; invalid members and a batched `initialize` (LC-07) get -32600
 //! entries, notifications and responses none, and a batch with no entry
 //! writes nothing. A cancelled member gets no entry. Ids: a batch member
@@ -72,14 +75,23 @@
 //! legacy-only one answers with an error, which is relayed). Each exchange
 //! has its own connection (`Remote::exchange_agent`), so that a
 //! `notifications/cancelled` from stdin closes exactly that one (LC-42,
-//! RL-06 B) and is not POSTed; nothing more is written for the id. Replies
+//! RL-06 B) and is not POSTed; nothing more is written for the id. An
+//! exchange that ended by itself hands its agent, and the kept-alive
+//! connection in it, to the next one (up to `MAX_IDLE_AGENTS`); a cancelled
+//! one's is shut down. Exchanges are numbered, so what an ended exchange's
+//! worker reports late never touches a new request under the same id. Replies
 //! are JSON or SSE (SX-06); a stream that breaks fails the request with an
 //! error saying to re-issue it under a new id (SX-09), and is never resumed
 //! or resent by the proxy. A 4xx with a JSON-RPC error body is relayed as
 //! that error under the client's id; other failures get our own error.
 //! After a 400 HeaderMismatch (-32020) on a `tools/call`, `tools/list` is
-//! fetched again out of sight and the call is sent once more, under the
-//! same id: a 400 means the remote rejected it unprocessed (SX-27).
+//! fetched again out of sight, every page of it (one hidden exchange per
+//! page, following `nextCursor`, at most `MAX_REFETCH_PAGES`), and the
+//! call is sent once more, under the same id: a 400 means the remote
+//! rejected it unprocessed (SX-27). A full re-listing replaces the schemas;
+//! one cut short (a page that fails, too many pages) updates the tools it
+//! named and the call goes anyway. Cancelling the call closes the page in
+//! flight and asks for no more.
 //! `subscriptions/listen` is an exchange like any other whose stream stays
 //! open; a `notifications/cancelled` from the remote naming it ends it
 //! quietly (LC-42). Modern exchanges run side by side, at most
@@ -111,8 +123,16 @@ use streamable::SessionHeaders;
 
 /// JSON-RPC error code HeaderMismatch (SX-20, SX-27).
 const HEADER_MISMATCH: i64 = -32020;
+/// Most `tools/list` pages one re-fetch after a HeaderMismatch reads; a
+/// remote that keeps handing out cursors past it (a loop, a huge list)
+/// gets the call sent again with what those pages taught.
+const MAX_REFETCH_PAGES: u32 = 100;
 /// Most POST exchanges running at once; more wait in a queue.
 pub const MAX_POSTS: usize = 64;
+/// Most agents of ended 2026-07-28 exchanges kept for reuse, each with at
+/// most a few idle connections: a new exchange takes one, so that
+/// requests one after another do not each pay a TCP (and TLS) handshake.
+const MAX_IDLE_AGENTS: usize = 4;
 /// How long requests still in flight may finish after stdin closes.
 const EOF_GRACE: Duration = Duration::from_secs(5);
 /// Bound on the closing DELETE and on flushing stdout at exit.
@@ -161,14 +181,17 @@ pub enum Event {
         kind: StreamKind,
         outcome: Outcome,
     },
-    /// A message on the reply to the 2026-07-28 request `id`.
+    /// A message on the reply to the 2026-07-28 request `id`, on the
+    /// exchange numbered `seq` (an id may be used again once answered).
     ModernMsg {
         id: String,
+        seq: u64,
         msg: Message,
     },
-    /// The exchange of the 2026-07-28 request `id` is over.
+    /// The exchange `seq` of the 2026-07-28 request `id` is over.
     ModernDone {
         id: String,
+        seq: u64,
         outcome: Outcome,
     },
     /// An SSE event over `--max-message-size` on the stream named `what`
@@ -181,7 +204,7 @@ pub enum Event {
 }
 
 /// What an SSE event from the remote over `--max-message-size` was, as far
-/// as its two ends tell ([`crate::sse::Item::TooBigEnd`]).
+/// as a scan of it tells ([`crate::sse::Item::TooBigEnd`]).
 #[derive(Debug, PartialEq)]
 pub enum Oversized {
     /// A server-to-client request (its raw id): it gets an error reply, or
@@ -191,16 +214,16 @@ pub enum Oversized {
     Response(String),
     /// A `method` and no id to be seen: a notification, dropped.
     Notification,
-    /// Neither end tells.
+    /// No id and no method: nothing to answer or fail.
     Unknown,
 }
 
 impl Oversized {
-    pub fn of(head: &[u8], tail: &[u8]) -> Oversized {
-        match jsonrpc::id_hint(head, tail) {
+    pub fn of(hint: Option<jsonrpc::IdHint>, names_method: bool) -> Oversized {
+        match hint {
             Some(h) if h.request => Oversized::Request(h.id),
             Some(h) => Oversized::Response(h.id),
-            None if jsonrpc::head_names_method(head) => Oversized::Notification,
+            None if names_method => Oversized::Notification,
             None => Oversized::Unknown,
         }
     }
@@ -275,13 +298,25 @@ struct Batch {
 /// A 2026-07-28 request in flight: its own exchange, on its own agent.
 struct ModernCall {
     msg: Message,
+    /// The exchange's number: what its worker reports comes with it.
+    seq: u64,
     /// Shutting it down closes the exchange's connection: the cancel.
     agent: ureq::Agent,
     /// Already sent again after a HeaderMismatch (SX-26: once).
     retried: bool,
-    /// Our own `tools/list` re-fetch, made for the `tools/call` with this
-    /// id: its reply updates the schemas and is not written to stdout.
-    refetch_for: Option<String>,
+    /// Set on a page of our own `tools/list` re-fetch: its reply updates
+    /// the schemas and is not written to stdout.
+    refetch: Option<Refetch>,
+}
+
+/// A `tools/list` re-fetch after a HeaderMismatch (SX-26), one page at a
+/// time, each page a hidden exchange of its own.
+struct Refetch {
+    /// The id of the `tools/call` sent again once the listing ends.
+    call: String,
+    /// Pages asked for so far, the one in flight included.
+    pages: u32,
+    listing: modern::Listing,
 }
 
 /// The one protocol revision with JSON-RPC batches (JR-09).
@@ -351,6 +386,11 @@ struct Router {
     /// `x-mcp-header` annotations of the remote's tools (SX-26).
     tools: modern::Tools,
     refetches: u64,
+    /// The number of the last modern exchange started.
+    modern_seq: u64,
+    /// Agents of ended exchanges, each with the keep-alive connection it
+    /// may hold, for the next exchanges (at most [`MAX_IDLE_AGENTS`]).
+    idle_agents: Vec<ureq::Agent>,
     timers: Vec<(Instant, Timer)>,
     backoff: Backoff,
     get_open: bool,
@@ -420,6 +460,8 @@ pub fn run(args: &Args) -> ExitCode {
         modern_wait: VecDeque::new(),
         tools: modern::Tools::new(),
         refetches: 0,
+        modern_seq: 0,
+        idle_agents: Vec::new(),
         timers: Vec::new(),
         backoff: Backoff::default(),
         get_open: false,
@@ -449,46 +491,104 @@ fn spawn_stdout(rx: Receiver<String>, tx: Sender<Event>) -> Receiver<()> {
 }
 
 fn spawn_stdin(max: usize, tx: Sender<Event>) {
+    let big_tx = tx.clone();
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            child::read_lines(std::io::stdin(), max, |line| {
-                let ev = match line {
-                    Line::Text(t) => match Message::parse_batch(&t) {
-                        Ok(Some(items)) => Event::StdinBatch(items),
-                        Ok(None) => match Message::parse(&t) {
-                            Ok(m) => Event::Stdin(m),
+            child::read_lines_detailed(
+                std::io::stdin(),
+                max,
+                |line| {
+                    let ev = match line {
+                        Line::Text(t) => match Message::parse_batch(&t) {
+                            Ok(Some(items)) => Event::StdinBatch(items),
+                            Ok(None) => match Message::parse(&t) {
+                                Ok(m) => Event::Stdin(m),
+                                Err(e) => {
+                                    log::warn!("stdin: {e}");
+                                    Event::StdinBad(e.reply())
+                                }
+                            },
                             Err(e) => {
                                 log::warn!("stdin: {e}");
                                 Event::StdinBad(e.reply())
                             }
                         },
-                        Err(e) => {
-                            log::warn!("stdin: {e}");
-                            Event::StdinBad(e.reply())
-                        }
-                    },
-                    Line::TooLong(n) => {
-                        log::warn!("stdin: a message of more than {n} bytes is over --max-message-size; dropped");
-                        Event::StdinBad(jsonrpc::error_reply(
+                        // Answered when it ends, with the id a scan of all
+                        // of it finds.
+                        Line::TooLong(_) => return true,
+                        Line::NotUtf8 => Event::StdinBad(jsonrpc::error_reply(
                             None,
-                            jsonrpc::INVALID_REQUEST,
-                            &format!("Invalid Request: message larger than the limit of {max} bytes (see --max-message-size)"),
+                            jsonrpc::PARSE_ERROR,
+                            "Parse error: the line is not UTF-8",
                             None,
-                        ))
-                    }
-                    Line::NotUtf8 => Event::StdinBad(jsonrpc::error_reply(
-                        None,
-                        jsonrpc::PARSE_ERROR,
-                        "Parse error: the line is not UTF-8",
-                        None,
-                    )),
-                    Line::Eof => Event::StdinEof,
-                };
-                tx.send(ev).is_ok()
-            })
+                        )),
+                        Line::Eof => Event::StdinEof,
+                    };
+                    tx.send(ev).is_ok()
+                },
+                |big| match stdin_oversized(&big, max) {
+                    Some(ev) => big_tx.send(ev).is_ok(),
+                    None => true,
+                },
+            )
         })
         .expect("cannot start the stdin thread");
+}
+
+/// A stdin message over `--max-message-size`, dropped: a request is
+/// answered with an error under its own id, so the client stops waiting;
+/// a reply to the remote's request goes on as an error, so the remote
+/// stops waiting; a notification is only logged.
+fn stdin_oversized(big: &child::Oversized, max: usize) -> Option<Event> {
+    let over = format!("larger than the limit of {max} bytes (see --max-message-size)");
+    match big.hint() {
+        Some(h) if h.request => {
+            log::warn!(
+                "stdin: request {} of {} bytes is over --max-message-size; answered with an error",
+                h.id,
+                big.len
+            );
+            Some(Event::StdinBad(jsonrpc::error_reply(
+                Some(&h.id),
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: message {over}"),
+                None,
+            )))
+        }
+        Some(h) => {
+            log::warn!(
+                "stdin: the reply to request {} is {} bytes, over --max-message-size; the remote gets an error instead",
+                h.id,
+                big.len
+            );
+            Some(Event::Stdin(Message::ours(jsonrpc::error_reply(
+                Some(&h.id),
+                jsonrpc::INTERNAL_ERROR,
+                &format!("mcp-proxy: the client's reply was {over}"),
+                None,
+            ))))
+        }
+        None if big.names_method() => {
+            log::warn!(
+                "stdin: a notification of {} bytes is over --max-message-size; dropped",
+                big.len
+            );
+            None
+        }
+        None => {
+            log::warn!(
+                "stdin: a message of {} bytes is over --max-message-size and carries no id; dropped",
+                big.len
+            );
+            Some(Event::StdinBad(jsonrpc::error_reply(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                &format!("Invalid Request: message {over}"),
+                None,
+            )))
+        }
+    }
 }
 
 fn fallback_status(code: u16, client_version: Option<&str>) -> bool {
@@ -575,8 +675,8 @@ impl Router {
             }
             Event::Endpoint { gen, data } => self.endpoint(gen, &data),
             Event::Posted { gen, job, outcome } => self.posted(gen, job, outcome),
-            Event::ModernMsg { id, msg } => self.modern_message(id, msg),
-            Event::ModernDone { id, outcome } => self.modern_done(id, outcome),
+            Event::ModernMsg { id, seq, msg } => self.modern_message(id, seq, msg),
+            Event::ModernDone { id, seq, outcome } => self.modern_done(id, seq, outcome),
             Event::StreamEnded { gen, kind, outcome } => self.stream_ended(gen, kind, outcome),
             Event::Oversized { gen, big, what } => self.oversized(gen, big, what),
         }
@@ -949,24 +1049,31 @@ impl Router {
         self.start_modern(m, false, None);
     }
 
-    fn start_modern(&mut self, msg: Message, retried: bool, refetch_for: Option<String>) {
+    fn start_modern(&mut self, msg: Message, retried: bool, refetch: Option<Refetch>) {
         let version = modern::version_of(&msg).expect("only modern requests come here");
         let headers = modern::headers(&msg, version, &self.tools);
-        let agent = self.remote.exchange_agent();
+        let agent = self
+            .idle_agents
+            .pop()
+            .unwrap_or_else(|| self.remote.exchange_agent());
+        self.modern_seq += 1;
+        let seq = self.modern_seq;
         streamable::spawn_modern(
             self.remote.clone(),
             agent.clone(),
             self.url.clone(),
             &msg,
+            seq,
             headers,
             self.tx.clone(),
         );
         let id = msg.id().expect("modern exchanges are requests").to_owned();
         let call = ModernCall {
             msg,
+            seq,
             agent,
             retried,
-            refetch_for,
+            refetch,
         };
         self.modern.insert(id, call);
     }
@@ -983,6 +1090,17 @@ impl Router {
         if let Some(call) = self.modern.remove(id) {
             log::debug!("request {id} cancelled: closing its exchange");
             call.agent.shutdown();
+            // A `tools/list` re-fetch for it stops: no more pages go out.
+            let pages: Vec<String> = self
+                .modern
+                .iter()
+                .filter(|(_, c)| c.refetch.as_ref().is_some_and(|r| r.call == id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for page in pages {
+                let c = self.modern.remove(&page).expect("listed just above");
+                c.agent.shutdown();
+            }
             self.modern_next();
         } else if let Some(i) = self.modern_wait.iter().position(|q| q.id() == Some(id)) {
             self.modern_wait.remove(i);
@@ -1007,18 +1125,34 @@ impl Router {
         }
     }
 
-    fn modern_message(&mut self, id: String, msg: Message) {
-        let Some(call) = self.modern.get(&id) else {
+    /// Keeps the agent of an answered or ended exchange for the next one.
+    /// A JSON reply was read whole before it was handed on, so its
+    /// connection is back in the agent's pool already; the rest of an SSE
+    /// reply is dropped by its worker, which closes that connection, and
+    /// the next exchange opens one of its own in the same agent.
+    fn reuse_agent(&mut self, agent: ureq::Agent) {
+        if self.idle_agents.len() < MAX_IDLE_AGENTS {
+            self.idle_agents.push(agent);
+        }
+    }
+
+    fn modern_message(&mut self, id: String, seq: u64, msg: Message) {
+        let Some(call) = self.modern.get(&id).filter(|c| c.seq == seq) else {
             return log::debug!("dropping a message for request {id}, no longer waiting");
         };
-        let hidden = call.refetch_for.is_some();
+        let hidden = call.refetch.is_some();
         if msg.kind() == Kind::Notification {
             // The server ends a `subscriptions/listen` stream with a cancel
             // naming it (LC-42): no reply follows, so none is owed.
             let ends = msg.method() == Some("notifications/cancelled")
                 && msg.get_raw(&["params", "requestId"]) == Some(id.as_str());
             if ends {
-                self.modern.remove(&id);
+                let call = self.modern.remove(&id).expect("checked above");
+                self.reuse_agent(call.agent);
+                if let Some(r) = call.refetch {
+                    log::warn!("re-fetching tools/list for request {}: the remote cancelled page {}; sending the call again with what was learnt", r.call, r.pages);
+                    self.refetch_end(r, false);
+                }
                 self.modern_next();
             }
             if !hidden {
@@ -1033,6 +1167,11 @@ impl Router {
             );
         }
         let call = self.modern.remove(&id).expect("checked above");
+        self.reuse_agent(call.agent);
+        if let Some(r) = call.refetch {
+            self.refetch_page(r, msg);
+            return self.modern_next();
+        }
         let is_list = call.msg.method() == Some("tools/list") && !msg.is_error();
         let first_page = call.msg.value()["params"]["cursor"].is_null();
         let line = if is_list {
@@ -1040,10 +1179,7 @@ impl Router {
         } else {
             msg.into_raw()
         };
-        match call.refetch_for {
-            Some(orig) => self.retry_call(&orig),
-            None => self.write(line),
-        }
+        self.write(line);
         self.modern_next();
     }
 
@@ -1052,19 +1188,29 @@ impl Router {
     fn retry_call(&mut self, id: &str) {
         if let Some(call) = self.modern.remove(id) {
             log::info!("request {id}: sending tools/call again with the fetched tool schemas");
+            // Its exchange (the 400) has ended.
+            self.reuse_agent(call.agent);
             self.start_modern(call.msg, true, None);
         }
     }
 
-    fn modern_done(&mut self, id: String, outcome: Outcome) {
-        let Some(call) = self.modern.get(&id) else {
+    fn modern_done(&mut self, id: String, seq: u64, outcome: Outcome) {
+        let Some(call) = self.modern.get(&id).filter(|c| c.seq == seq) else {
             return; // answered, or cancelled
         };
-        if let Some(orig) = call.refetch_for.clone() {
-            // The schemas stay as they were; the retry shows what that does.
-            log::warn!("re-fetching tools/list for request {orig} failed; sending it again anyway");
-            self.modern.remove(&id);
-            return self.retry_call(&orig);
+        if call.refetch.is_some() {
+            let c = self.modern.remove(&id).expect("checked above");
+            self.reuse_agent(c.agent);
+            let r = c.refetch.expect("checked above");
+            // What earlier pages taught is used; the retry shows the rest.
+            log::warn!(
+                "re-fetching tools/list for request {}: page {} failed ({}); sending the call again with what was learnt",
+                r.call,
+                r.pages,
+                describe(&outcome)
+            );
+            self.refetch_end(r, false);
+            return self.modern_next();
         }
         let cause = match outcome {
             Outcome::Status(code, reason, body) => {
@@ -1078,7 +1224,7 @@ impl Router {
                     return self.refetch_tools(id);
                 }
                 let call = self.modern.remove(&id).expect("checked above");
-                drop(call);
+                self.reuse_agent(call.agent);
                 self.modern_next();
                 if let Some(e) = err {
                     // The remote's own error, with the client's id (SX-32
@@ -1110,29 +1256,86 @@ impl Router {
             Outcome::Done => "ended its reply without answering the request".into(),
             Outcome::Unreachable(cause) | Outcome::Bad(cause) => cause,
         };
-        self.modern.remove(&id);
+        if let Some(call) = self.modern.remove(&id) {
+            self.reuse_agent(call.agent);
+        }
         self.modern_next();
         let line = self.error_line(&id, &cause);
         self.write(line);
     }
 
-    /// SX-26: after a HeaderMismatch on a `tools/call`, fetch `tools/list`
-    /// again (with the call's `_meta`), then send the call once more. Safe
-    /// to resend under the same id: a 400 means the remote rejected it
-    /// before processing it (SX-27).
+    /// SX-26: after a HeaderMismatch on a `tools/call`, fetch every page
+    /// of `tools/list` again (with the call's `_meta`), then send the call
+    /// once more. Safe to resend under the same id: a 400 means the remote
+    /// rejected it before processing it (SX-27).
     fn refetch_tools(&mut self, call_id: String) {
-        self.refetches += 1;
-        let meta = self.modern[&call_id]
+        log::info!("request {call_id}: the remote found a header mismatch (-32020); fetching tools/list again");
+        let r = Refetch {
+            call: call_id,
+            pages: 0,
+            listing: modern::Listing::default(),
+        };
+        self.fetch_page(r, None);
+    }
+
+    /// Sends the request for the next page of a re-fetch (the first when
+    /// `cursor`, raw JSON, is None). Each page has an id of its own, as
+    /// the end of the previous exchange may still be on its way, and never
+    /// one a local request in flight uses.
+    fn fetch_page(&mut self, mut r: Refetch, cursor: Option<&str>) {
+        let id = loop {
+            self.refetches += 1;
+            let id = jsonrpc::quote(&format!("mcp-proxy-tools-{}", self.refetches));
+            if !self.modern.contains_key(&id) {
+                break id;
+            }
+        };
+        r.pages += 1;
+        let meta = self.modern[&r.call]
             .msg
             .get_raw(&["params", "_meta"])
             .expect("modern requests carry _meta")
             .to_owned();
-        let id = jsonrpc::quote(&format!("mcp-proxy-tools-{}", self.refetches));
+        let cursor = cursor
+            .map(|c| format!(r#","cursor":{c}"#))
+            .unwrap_or_default();
         let line = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"_meta":{meta}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"_meta":{meta}{cursor}}}}}"#
         );
-        log::info!("request {call_id}: the remote found a header mismatch (-32020); fetching tools/list again");
-        self.start_modern(Message::ours(line), false, Some(call_id));
+        self.start_modern(Message::ours(line), false, Some(r));
+    }
+
+    /// One page of a re-fetch has come: ask for the next, or end it.
+    fn refetch_page(&mut self, mut r: Refetch, msg: Message) {
+        if !self.modern.contains_key(&r.call) {
+            return; // cancelled
+        }
+        let (call, page) = (r.call.clone(), r.pages);
+        if msg.is_error() {
+            let why = msg.value()["error"]["message"].as_str().unwrap_or("");
+            log::warn!("re-fetching tools/list for request {call}: page {page} was answered with an error ({why}); sending the call again with what was learnt");
+            return self.refetch_end(r, false);
+        }
+        let cursor = modern::next_cursor(&msg).map(str::to_owned);
+        if !r.listing.add_page(msg) {
+            log::warn!("re-fetching tools/list for request {call}: page {page} has no tools array; sending the call again with what was learnt");
+            return self.refetch_end(r, false);
+        }
+        match cursor {
+            None => self.refetch_end(r, true),
+            Some(_) if page >= MAX_REFETCH_PAGES => {
+                log::warn!("re-fetching tools/list for request {call}: the remote still has pages after {MAX_REFETCH_PAGES}; sending the call again with what those taught");
+                self.refetch_end(r, false);
+            }
+            Some(c) => self.fetch_page(r, Some(&c)),
+        }
+    }
+
+    /// Puts what a re-fetch learnt in use (all of it replaces the schemas
+    /// when `complete`) and sends its call again.
+    fn refetch_end(&mut self, r: Refetch, complete: bool) {
+        r.listing.apply(&mut self.tools, complete);
+        self.retry_call(&r.call);
     }
 
     // ---- sessions ----
@@ -1403,7 +1606,7 @@ impl Router {
                 log::warn!("the remote sent a notification {over} on its {what}; dropped")
             }
             Oversized::Unknown => log::warn!(
-                "the remote sent a message {over} on its {what}, with no id readable at either end; dropped"
+                "the remote sent a message {over} on its {what}, with neither an id nor a method; dropped"
             ),
         }
     }
@@ -1820,6 +2023,16 @@ pub(crate) fn parse_remote(text: &str) -> Result<Vec<Message>, String> {
     }
 }
 
+/// How an exchange ended without an answer, for a log line.
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Status(code, reason, body) => format!("HTTP {code} {reason}{}", excerpt(body)),
+        Outcome::Broken { cause, .. } => format!("the reply stream broke: {cause}"),
+        Outcome::Done => "the reply ended without an answer".into(),
+        Outcome::Unreachable(cause) | Outcome::Bad(cause) => cause.clone(),
+    }
+}
+
 /// ": <first line of the body>" for error messages, bounded.
 fn excerpt(body: &str) -> String {
     const MAX_CHARS: usize = 200;
@@ -1870,34 +2083,29 @@ mod tests {
     }
 
     #[test]
-    fn oversized_events_are_told_apart_by_their_ends() {
-        let of = |head: &str, tail: &str| Oversized::of(head.as_bytes(), tail.as_bytes());
+    fn oversized_events_are_told_apart_by_a_scan() {
+        let of = |text: &str| {
+            let mut scan = jsonrpc::IdScan::new();
+            scan.feed(text.as_bytes());
+            Oversized::of(scan.hint(), scan.names_method())
+        };
         assert_eq!(
-            of(
-                r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"#,
-                "}}"
-            ),
+            of(r#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#),
             Oversized::Request(r#""s1""#.into())
         );
         assert_eq!(
-            of(
-                r#"{"method":"roots/list","params":{"x":""#,
-                r#""},"jsonrpc":"2.0","id":7}"#
-            ),
+            of(r#"{"method":"roots/list","params":{"x":""},"jsonrpc":"2.0","id":7}"#),
             Oversized::Request("7".into())
         );
         assert_eq!(
-            of(r#"{"jsonrpc":"2.0","id":3,"result":{"#, "}}"),
+            of(r#"{"jsonrpc":"2.0","result":{"id":9},"id":3}"#),
             Oversized::Response("3".into())
         );
         assert_eq!(
-            of(
-                r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"#,
-                "}}"
-            ),
+            of(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"id":1}}"#),
             Oversized::Notification
         );
-        assert_eq!(of(r#"{"result":{"content":[{"#, "]}}"), Oversized::Unknown);
+        assert_eq!(of(r#"{"result":{"content":[]}}"#), Oversized::Unknown);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! mode (TRANSPORTS §5.1, RL-10): which stdin requests are modern, the
 //! request-metadata headers each POST carries (SX-20, SX-24, SX-25), and the
 //! `x-mcp-header` annotations of the remote's tools (SX-26), learnt from the
-//! `tools/list` results relayed to the local client.
+//! `tools/list` results relayed to the local client and from the proxy's
+//! own re-fetch of every page after a HeaderMismatch ([`Listing`]).
 //!
 //! No threads; the router calls these and runs the exchanges
 //! (streamable.rs `spawn_modern`).
@@ -10,7 +11,7 @@
 use super::http::base64;
 use crate::jsonrpc::{self, Message};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The `_meta` key naming a modern request's protocol version (LC-20).
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -218,6 +219,54 @@ pub fn learn_tools(tools: &mut Tools, reply: Message, first_page: bool) -> Strin
     rewritten.expect("a parsed tools array can be located and split")
 }
 
+/// The `nextCursor` of a `tools/list` result, as raw JSON, when it names a
+/// next page (a string; anything else ends the listing).
+pub fn next_cursor(reply: &Message) -> Option<&str> {
+    reply.value()["result"]["nextCursor"]
+        .is_string()
+        .then(|| reply.get_raw(&["result", "nextCursor"]))
+        .flatten()
+}
+
+/// What the pages of one `tools/list` re-fetch have taught so far, kept
+/// apart from the schemas in use until the listing ends, so that a listing
+/// the local client reads at the same time cannot mix into it.
+#[derive(Default)]
+pub struct Listing {
+    tools: Tools,
+    /// Every tool a page named, dropped or without annotations included.
+    listed: HashSet<String>,
+}
+
+impl Listing {
+    /// Learns one page; false when it is not a `tools/list` result.
+    pub fn add_page(&mut self, reply: Message) -> bool {
+        let Some(list) = reply.value()["result"]["tools"].as_array() else {
+            return false;
+        };
+        let names = list.iter().filter_map(|t| t["name"].as_str());
+        self.listed.extend(names.map(str::to_owned));
+        learn_tools(&mut self.tools, reply, false);
+        true
+    }
+
+    /// Puts what was learnt in use. A `complete` listing (every page read)
+    /// replaces the schemas, so tools the remote no longer lists go; a
+    /// partial one updates only the tools it named, the rest stay as known.
+    pub fn apply(mut self, tools: &mut Tools, complete: bool) {
+        if complete {
+            *tools = self.tools;
+            return;
+        }
+        for name in self.listed {
+            match self.tools.remove(&name) {
+                Some(a) => tools.insert(name, a),
+                None => tools.remove(&name),
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +331,60 @@ mod tests {
         // Data keywords are not schemas.
         let data = json!({"properties":{"x":{"type":"object","default":{"x-mcp-header":"no"}}}});
         assert_eq!(annotations(&data).unwrap(), vec![]);
+    }
+
+    fn page(tools: Value, next: Value) -> Message {
+        let mut r = json!({"jsonrpc":"2.0","id":"p","result":{"tools":tools}});
+        if !next.is_null() {
+            r["result"]["nextCursor"] = next;
+        }
+        Message::ours(r.to_string())
+    }
+
+    fn annotated(name: &str, token: &str) -> Value {
+        json!({"name":name,"inputSchema":{"type":"object","properties":{
+            "v":{"type":"string","x-mcp-header":token}}}})
+    }
+
+    #[test]
+    fn next_cursor_is_a_string_sent_back_as_it_came() {
+        let m = page(json!([]), json!("a \"b\" «c»"));
+        assert_eq!(next_cursor(&m), Some(r#""a \"b\" «c»""#));
+        assert_eq!(next_cursor(&page(json!([]), Value::Null)), None);
+        assert_eq!(next_cursor(&page(json!([]), json!(3))), None);
+    }
+
+    #[test]
+    fn a_complete_relisting_replaces_the_schemas_a_partial_one_updates() {
+        let known = || {
+            let mut t = Tools::new();
+            t.insert("gone".into(), vec![(vec!["v".into()], "G".into())]);
+            t.insert("mirror".into(), vec![(vec!["v".into()], "Region".into())]);
+            t.insert("plain".into(), vec![(vec!["v".into()], "P".into())]);
+            t
+        };
+        let pages = || {
+            let mut l = Listing::default();
+            assert!(l.add_page(page(
+                json!([{"name":"plain","inputSchema":{"type":"object"}}]),
+                json!("c")
+            )));
+            assert!(l.add_page(page(json!([annotated("mirror", "Zone")]), Value::Null)));
+            assert!(!l.add_page(Message::ours(
+                r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into()
+            )));
+            l
+        };
+        let zone = vec![(vec!["v".to_owned()], "Zone".to_owned())];
+        let mut tools = known();
+        pages().apply(&mut tools, true);
+        assert_eq!(tools, Tools::from([("mirror".to_owned(), zone.clone())]));
+        // Cut short: tools the pages named are updated, the rest stay.
+        let mut tools = known();
+        pages().apply(&mut tools, false);
+        assert_eq!(tools.get("mirror"), Some(&zone));
+        assert!(!tools.contains_key("plain"), "{tools:?}");
+        assert!(tools.contains_key("gone"), "{tools:?}");
     }
 
     #[test]

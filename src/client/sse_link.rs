@@ -61,8 +61,8 @@ pub fn spawn_stream(remote: Arc<Remote>, url: String, gen: u64, tx: Sender<Event
                         }
                         // Dropped; its end tells what it was.
                         sse::Item::TooBig { .. } => {}
-                        sse::Item::TooBigEnd { head, tail } => {
-                            let big = Oversized::of(&head, &tail);
+                        sse::Item::TooBigEnd { hint, names_method } => {
+                            let big = Oversized::of(hint, names_method);
                             let _ = tx.send(Event::Oversized { gen, big, what: "SSE stream" });
                         }
                         sse::Item::Retry(_) => {}

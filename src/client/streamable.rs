@@ -11,7 +11,7 @@
 
 use super::http::{header, read_body, read_sse, Remote, Response, SseEnd};
 use super::{Event, Outcome, Oversized, PostJob, StreamKind};
-use crate::jsonrpc::{self, Kind, Message};
+use crate::jsonrpc::{Kind, Message};
 use crate::sse;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -69,11 +69,13 @@ pub fn spawn_post(
 /// its own (`agent`), whose shutdown from the router is the cancel (LC-42).
 /// The reply, JSON or SSE (SX-06), comes back as [`Event::ModernMsg`]s and
 /// one [`Event::ModernDone`].
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_modern(
     remote: Arc<Remote>,
     agent: ureq::Agent,
     url: String,
     msg: &Message,
+    seq: u64,
     headers: Vec<(String, String)>,
     tx: Sender<Event>,
 ) {
@@ -93,7 +95,7 @@ pub fn spawn_modern(
                 let ctype = header(&res, "content-type").unwrap_or("");
                 if ctype.to_ascii_lowercase().starts_with("text/event-stream") {
                     let what = "reply stream";
-                    read_until(res, max, MODERN_GEN, Some(&id), None, &tx, what, true)
+                    read_until(res, max, MODERN_GEN, Some(&id), None, &tx, what, Some(seq))
                 } else {
                     match read_body(res, max).map(|t| super::parse_remote(&t)) {
                         Err(e) => Outcome::Bad(e),
@@ -103,7 +105,7 @@ pub fn spawn_modern(
                         Ok(Ok(msgs)) => {
                             for m in msgs {
                                 let id = id.clone();
-                                let _ = tx.send(Event::ModernMsg { id, msg: m });
+                                let _ = tx.send(Event::ModernMsg { id, seq, msg: m });
                             }
                             // Had it not answered, ModernDone tells.
                             Outcome::Done
@@ -112,7 +114,7 @@ pub fn spawn_modern(
                 }
             }
         };
-        let _ = tx.send(Event::ModernDone { id, outcome });
+        let _ = tx.send(Event::ModernDone { id, seq, outcome });
     });
 }
 
@@ -263,13 +265,14 @@ fn reply_stream(
         None,
         tx,
         "reply stream",
-        false,
+        None,
     )
 }
 
 /// Reads SSE `message` events, forwarding each as [`Event::Remote`] (or,
-/// for a `modern` exchange, [`Event::ModernMsg`] tagged with `until`),
-/// until the response to `until` (if any) has gone by.
+/// for the `modern` exchange with this sequence number,
+/// [`Event::ModernMsg`] tagged with `until`), until the response to
+/// `until` (if any) has gone by.
 #[allow(clippy::too_many_arguments)]
 fn read_until(
     res: Response,
@@ -279,7 +282,7 @@ fn read_until(
     last_id: Option<String>,
     tx: &Sender<Event>,
     what: &'static str,
-    modern: bool,
+    modern: Option<u64>,
 ) -> Outcome {
     let mut answered = false;
     let (end, seen_id, retry) = read_sse(res.into_body().into_reader(), max, |item| {
@@ -290,8 +293,9 @@ fn read_until(
                         answered |=
                             until.is_some() && m.kind() == Kind::Response && m.id() == until;
                         let _ = tx.send(match (modern, until) {
-                            (true, Some(id)) => Event::ModernMsg {
+                            (Some(seq), Some(id)) => Event::ModernMsg {
                                 id: id.to_owned(),
+                                seq,
                                 msg: m,
                             },
                             _ => Event::Remote { gen, msg: m },
@@ -310,14 +314,16 @@ fn read_until(
                 log::debug!("ignoring an SSE event of type {:?} on the {what}", e.event);
                 true
             }
-            // On a reply stream, an oversized event that may be the reply
-            // itself ends the wait for it at once (its end may never come).
-            // One whose head names a method is a server request or a
-            // notification on the way to the reply: read to its end, which
-            // tells what it was.
-            sse::Item::TooBig { head } => until.is_none() || jsonrpc::head_names_method(&head),
-            sse::Item::TooBigEnd { head, tail } => {
-                let big = Oversized::of(&head, &tail);
+            // On a reply stream, an oversized event that already shows a
+            // `result` or `error` is the reply, and one that is no JSON
+            // object is no message: the wait ends at once (its end may be
+            // far off, or never come). Anything else may be a server
+            // request or a notification on the way to the reply: it is
+            // read to its end (its bytes are scanned, not kept), which
+            // tells what it was and which id to answer.
+            sse::Item::TooBig { may_be_request } => until.is_none() || may_be_request,
+            sse::Item::TooBigEnd { hint, names_method } => {
+                let big = Oversized::of(hint, names_method);
                 let _ = tx.send(Event::Oversized { gen, big, what });
                 true
             }
@@ -377,7 +383,7 @@ pub fn spawn_get(
                         last_id.clone(),
                         &tx,
                         what,
-                        false,
+                        None,
                     )
                 }
             };

@@ -5,7 +5,11 @@
 //! ([`crate::router::ServerStatus::metrics`]); nothing is shared between
 //! threads but the HTTP status-code tally here, which every connection
 //! thread bumps as it answers ([`count_status`]). [`render`] turns one
-//! round of router answers into the text. The responses our tiny_http copy
+//! round of router answers into the text. A server's 2026-07-28 sibling
+//! (router.rs) has its own router and counters; its main router only
+//! passes its requests on, uncounted, and the sibling's counts and gauges
+//! are added to the server's in the status answer, so each request counts
+//! once, under its server. The responses our tiny_http copy
 //! makes itself (a malformed or slow head, too many connections) reach the
 //! same tally through its refusal hook (vendor/tiny_http/PATCHED.md). No
 //! threads.
@@ -89,6 +93,20 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds another router's counts (a server's modern sibling).
+    pub fn add(&mut self, o: &Counters) {
+        self.child_starts += o.child_starts;
+        self.requests_forwarded += o.requests_forwarded;
+        self.child_ok += o.child_ok;
+        self.child_error += o.child_error;
+        for (a, b) in self.proxy_errors.iter_mut().zip(o.proxy_errors) {
+            *a += b;
+        }
+        for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
+            *a += b;
+        }
+    }
+
     pub fn proxy_error(&mut self, why: ProxyError) {
         self.proxy_errors[why as usize] += 1;
     }
@@ -114,6 +132,19 @@ pub struct Snapshot {
     /// Client streams with a connection: HTTP+SSE streams, Streamable
     /// HTTP GET streams and POST responses sent as SSE.
     pub open_streams: usize,
+}
+
+impl Snapshot {
+    /// Adds another router's counters and gauges (a server's modern
+    /// sibling: its requests are the server's requests).
+    pub fn add(&mut self, o: &Snapshot) {
+        self.counters.add(&o.counters);
+        self.sse_sessions += o.sse_sessions;
+        self.streamable_sessions += o.streamable_sessions;
+        self.stateless_sessions += o.stateless_sessions;
+        self.modern_sessions += o.modern_sessions;
+        self.open_streams += o.open_streams;
+    }
 }
 
 /// HTTP status codes 100 to 599 answered so far, by code.
@@ -196,17 +227,33 @@ pub fn render(servers: &[ServerStatus], started: SystemTime, version: &str) -> S
     );
     family(
         &mut out,
+        "mcp_proxy_modern_sibling_up",
+        "gauge",
+        "1 when a second, never-initialized process of the server serves its 2026-07-28 requests, else 0.",
+        &servers
+            .iter()
+            .map(|s| {
+                let up = s.modern_sibling.as_ref().is_some_and(|m| m.state == "running");
+                (srv(s), u8::from(up).to_string())
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
         "mcp_proxy_child_starts_total",
         "counter",
-        "Children started for the server (the first one and every restart that got a process).",
+        "Children started for the server (the first one and every restart that got a process; its 2026-07-28 sibling's too).",
         &per(&|s| s.metrics.counters.child_starts.to_string()),
     );
     family(
         &mut out,
         "mcp_proxy_child_restarts_total",
         "counter",
-        "Restart attempts of the server's child.",
-        &per(&|s| s.restarts.to_string()),
+        "Restart attempts of the server's child (and of its 2026-07-28 sibling).",
+        &per(&|s| {
+            let sibling = s.modern_sibling.as_ref().map_or(0, |m| m.restarts);
+            (s.restarts + sibling).to_string()
+        }),
     );
     family(
         &mut out,

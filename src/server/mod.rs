@@ -133,6 +133,8 @@ pub fn run(args: &Args, activation: systemd::Activation) -> ExitCode {
                 failed_retry: args.failed_retry,
             },
             shutdown_grace: args.shutdown_grace,
+            modern_sibling: args.modern_sibling,
+            modern_only: false,
         };
         match router::start(cfg) {
             Ok(tx) => mounts.push(Mount {
@@ -574,7 +576,7 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
         .map(|s| {
             let opt = |v: &Option<String>| v.as_deref().map(q).unwrap_or_else(|| "null".into());
             format!(
-                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{},\"serves_2026_07_28\":{}}}",
+                "{}:{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{},\"sessions\":{},\"sse_connections\":{},\"requests_in_flight\":{},\"serves_2026_07_28\":{},\"modern_sibling\":{}}}",
                 q(&s.name),
                 q(&s.state),
                 s.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
@@ -585,7 +587,18 @@ fn status(ctx: &Ctx, rq: Request, cors: &[(String, String)]) {
                 s.sse_sessions,
                 s.requests_in_flight,
                 s.serves_modern
-                    .map_or_else(|| "null".to_owned(), |b| b.to_string())
+                    .map_or_else(|| "null".to_owned(), |b| b.to_string()),
+                s.modern_sibling.as_ref().map_or_else(
+                    || "null".to_owned(),
+                    |m| format!(
+                        "{{\"state\":{},\"pid\":{},\"restarts\":{},\"last_exit\":{},\"last_error\":{}}}",
+                        q(&m.state),
+                        m.pid.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+                        m.restarts,
+                        opt(&m.last_exit),
+                        opt(&m.last_error)
+                    )
+                )
             )
         })
         .collect();

@@ -429,13 +429,15 @@ class Run:
 
     def server_modern(self):
         """The SDK 2.x Client in mode="auto" and mode="2026-07-28" through proxy
-        server mode: children that cannot serve 2026-07-28 once initialized
-        (server-everything, a Python SDK 2.x stdio server) and one that can
-        (the demo server). server_mode_modern.py says what each must do."""
+        server mode: a child that cannot serve 2026-07-28 (server-everything),
+        one that can only from a process never initialized (a Python SDK 2.x
+        stdio server: the proxy's modern sibling serves it) and one that
+        serves both eras in one process (the demo server).
+        server_mode_modern.py says what each must do."""
         py2_server = [PY["sdk2"], HERE / "py2_stdio_server.py"]
         for name, child, kind, tool, args, expect in (
             ("everything", self.everything_stdio(), "legacy", "echo", '{"message": "hi"}', "hi"),
-            ("py2-stdio", py2_server, "legacy", "echo", '{"text": "héllo"}', "héllo"),
+            ("py2-stdio", py2_server, "dual", "echo", '{"text": "héllo"}', "héllo"),
             ("demo", [DEMO], "dual", "echo", '{"text": "héllo"}', "héllo"),
         ):
             base = self.proxy_server(f"modern-{name}", child)

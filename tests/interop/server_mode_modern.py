@@ -7,16 +7,20 @@ Prints one line per step, as scenario.py does:
 Exit status: 0 all passed, 1 some step failed, 2 the script itself crashed.
 
 Kinds of child (--child):
-    legacy    a server that cannot serve 2026-07-28 requests once the proxy
-              has initialized it (server-everything on the TS SDK 1.x; a
-              Python SDK 2.3 stdio server, which locks each process to the
-              era of its first request). mode="auto" must fall back to the
-              initialize handshake and work; mode="2026-07-28" must be
-              refused cleanly with -32022 naming the handshake versions
-              (TRANSPORTS.md RL-11, SX-42, ST-15, SX-41).
-    dual      a server that serves both eras in one process (the demo
-              server): mode="2026-07-28" and mode="auto" must both end up
-              modern and list and call tools through the proxy (RL-02..RL-04).
+    legacy    a server that cannot serve 2026-07-28 requests at all
+              (server-everything on the TS SDK 1.x: the proxy's modern
+              sibling of it does not list 2026-07-28 either). mode="auto"
+              must fall back to the initialize handshake and work;
+              mode="2026-07-28" must be refused cleanly with -32022 naming
+              the handshake versions (TRANSPORTS.md RL-11, SX-42, ST-15,
+              SX-41).
+    dual      a server that serves 2026-07-28 through the proxy: the demo
+              server, which serves both eras in one process, and a Python
+              SDK 2.x stdio server, which locks each process to the era of
+              its first request and so is served by the proxy's second,
+              never-initialized process of it (the modern sibling).
+              mode="2026-07-28" and mode="auto" must both end up modern and
+              list and call tools through the proxy (RL-02..RL-04).
 """
 
 import argparse

@@ -5,6 +5,8 @@
 //! them into one queue.
 #![allow(dead_code)]
 
+pub mod modern;
+
 use crate::common::{demo_bin, proxy_bin, sse, Proc, WAIT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -405,8 +407,23 @@ impl Session {
                 let sid = c.header("Mcp-Session-Id").expect("a session id").to_owned();
                 let r = c.json();
                 assert_eq!(r["result"]["protocolVersion"], version, "{r}");
+                // Answered before open() returns: a POST whose answer is
+                // read on a thread may still be on its way when the test's
+                // next request (a DELETE) is served on another connection.
+                let c = send(
+                    "POST",
+                    &s.post_url,
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Accept", "application/json, text/event-stream"),
+                        ("MCP-Protocol-Version", version),
+                        ("Mcp-Session-Id", &sid),
+                    ],
+                    Some(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+                );
+                let status = c.status;
+                assert_eq!(status, 202, "notifications/initialized: {}", c.text());
                 s.session_id = Some(sid);
-                s.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
                 if get {
                     let c = send(
                         "GET",

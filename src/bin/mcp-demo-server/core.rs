@@ -44,6 +44,10 @@ pub struct Config {
     /// Never answer `server/discover` (a legacy server that stays silent
     /// on methods it does not know).
     pub silent_discover: bool,
+    /// Serve only the era of the first request, as the Python SDK 2.x
+    /// does: after `initialize` (or any legacy request) 2026-07-28
+    /// requests are refused, after a 2026-07-28 request `initialize` is.
+    pub era_lock: bool,
 }
 
 #[derive(Default)]
@@ -62,6 +66,8 @@ struct State {
     modern: HashSet<String>,
     /// Open `subscriptions/listen` requests: raw id -> the agreed filter.
     listens: HashMap<String, Value>,
+    /// With `era_lock`: the era of the first request (true: 2026-07-28).
+    era: Option<bool>,
 }
 
 pub struct Session {
@@ -116,13 +122,32 @@ impl Session {
     /// is the call it belongs to (`None`: unrelated, so in Streamable HTTP
     /// it goes on the GET stream).
     fn ask(&self, related: Option<&str>, method: &str, params: Value) -> Option<Message> {
+        self.ask_with(related, method, params, false)
+    }
+
+    /// [`Self::ask`]; with `id_inside`, the id goes between the params and
+    /// the method, so a large request has it at neither end.
+    fn ask_with(
+        &self,
+        related: Option<&str>,
+        method: &str,
+        params: Value,
+        id_inside: bool,
+    ) -> Option<Message> {
         let id = format!("\"demo-{}\"", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = channel();
         self.state.lock().unwrap().waiting.insert(id.clone(), tx);
-        let line =
-            json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}).to_string();
-        let msg = Message::ours(line).with_id(&id);
-        self.send(related, msg.into_raw());
+        let line = if id_inside {
+            format!(
+                r#"{{"params":{params},"id":{id},"method":{},"jsonrpc":"2.0"}}"#,
+                json!(method)
+            )
+        } else {
+            let line =
+                json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params}).to_string();
+            Message::ours(line).with_id(&id).into_raw()
+        };
+        self.send(related, line);
         rx.recv_timeout(Duration::from_secs(60)).ok()
     }
 
@@ -155,7 +180,17 @@ impl Session {
                 let id = m.id().expect("requests have ids").to_owned();
                 let mut st = self.state.lock().unwrap();
                 st.methods_seen.push(m.method().unwrap_or("").to_owned());
-                if !self.cfg.legacy_only && is_modern(&m) {
+                let modern = !self.cfg.legacy_only && is_modern(&m);
+                if self.cfg.era_lock && *st.era.get_or_insert(modern) != modern {
+                    drop(st);
+                    let msg = if modern {
+                        "Invalid Request: this server process was initialized; it serves only the initialize handshake"
+                    } else {
+                        "Invalid Request: this server process serves 2026-07-28 requests; it cannot be initialized"
+                    };
+                    return self.fail(&id, jsonrpc::INVALID_REQUEST, msg);
+                }
+                if modern {
                     st.modern.insert(id.clone());
                 }
                 drop(st);
@@ -305,11 +340,13 @@ impl Session {
                 self.text(id, format!("{steps} steps done"))
             }
             // `pad` bytes of padding make the request as large as a test
-            // needs; `unrelated` sends it unrelated to this call.
-            "sample" => match self.ask(
+            // needs; `unrelated` sends it unrelated to this call;
+            // `id_inside` puts its id at neither end.
+            "sample" => match self.ask_with(
                 (!args["unrelated"].as_bool().unwrap_or(false)).then_some(id),
                 "sampling/createMessage",
                 json!({"messages": [{"role": "user", "content": {"type": "text", "text": s("prompt") + &"x".repeat(num("pad", 0) as usize)}}], "maxTokens": 100}),
+                args["id_inside"].as_bool().unwrap_or(false),
             ) {
                 Some(r) if !r.is_error() => {
                     let text = r.value()["result"]["content"]["text"].as_str().unwrap_or("").to_owned();
@@ -354,6 +391,16 @@ impl Session {
                 let line = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
                 self.send(None, line.to_string());
                 self.text(id, "touched")
+            }
+            // `id_inside` puts the reply's id between its result and its
+            // `jsonrpc`, at neither end.
+            "big" if args["id_inside"].as_bool().unwrap_or(false) => {
+                self.state.lock().unwrap().modern.remove(id);
+                let text = json!("x".repeat(num("bytes", 1024) as usize));
+                let line = format!(
+                    r#"{{"result":{{"content":[{{"type":"text","text":{text}}}]}},"id":{id},"jsonrpc":"2.0"}}"#
+                );
+                self.send(Some(id), line);
             }
             "big" => self.text(id, "x".repeat(num("bytes", 1024) as usize)),
             "crash" => {
@@ -441,8 +488,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "sample",
-            "Asks the client to sample (sampling/createMessage): prompt, pad bytes of padding, unrelated to this call if unrelated",
-            json!({"prompt": s, "pad": n, "unrelated": {"type": "boolean"}}),
+            "Asks the client to sample (sampling/createMessage): prompt, pad bytes of padding, unrelated to this call if unrelated, its id at neither end if id_inside",
+            json!({"prompt": s, "pad": n, "unrelated": {"type": "boolean"}, "id_inside": {"type": "boolean"}}),
         ),
         tool(
             "elicit",
@@ -471,8 +518,8 @@ fn tools() -> Vec<Value> {
         ),
         tool(
             "big",
-            "Returns a text of the given number of bytes",
-            json!({"bytes": n}),
+            "Returns a text of the given number of bytes, its id at neither end if id_inside",
+            json!({"bytes": n, "id_inside": {"type": "boolean"}}),
         ),
         tool(
             "crash",

@@ -235,8 +235,9 @@ struct Server {
     /// JSON-RPC methods of the Streamable HTTP POSTs, in the order handled.
     received: Mutex<Vec<String>>,
     /// 2026-07-28 (modern.rs of this binary): `/admin/header-rename`,
-    /// `/admin/break-modern`, the open `subscriptions/listen` streams and
-    /// the ids whose client went away before their response.
+    /// `/admin/break-modern`, `tools/list` paging, the open
+    /// `subscriptions/listen` streams and the ids whose client went away
+    /// before their response.
     modern: crate::modern::State,
 }
 
@@ -255,6 +256,8 @@ enum Bearer {
 pub struct Req {
     pub method: String,
     pub url: String,
+    /// The client's port: requests on one kept-alive connection share it.
+    pub peer: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -302,9 +305,11 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Req> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
+    let peer = r.get_ref().peer_addr().map_or(0, |a| a.port());
     Some(Req {
         method,
         url,
+        peer,
         headers,
         body,
     })
@@ -483,7 +488,7 @@ impl Server {
         self.log
             .lock()
             .unwrap()
-            .push(json!({"method": method, "path": path, "headers": headers}));
+            .push(json!({"method": method, "path": path, "headers": headers, "peer": req.peer}));
         if let Some(creds) = &self.opts.digest_auth {
             if !self.digest_ok(&req, creds) {
                 let challenge = format!(
@@ -568,7 +573,8 @@ impl Server {
             "init-delay" => self
                 .init_delay_ms
                 .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
-            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed" => {
+            "header-rename" | "break-modern" | "list-changed" | "end-listen" | "modern-closed"
+            | "list-page-size" | "list-hold" | "list-fail" | "list-loop" | "list-cursors" => {
                 if let Some(reply) = crate::modern::admin(&self.modern, knob, &body) {
                     return respond(w, 200, "application/json", reply, &[]);
                 }

@@ -23,7 +23,7 @@ const HELP: &str = "\
 mcp-demo-server: a demo MCP server (stdio, or HTTP with --http)
 
 Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init] [--strict]
-                      [--legacy-only] [--silent-discover]
+                      [--legacy-only] [--silent-discover] [--era-lock]
        mcp-demo-server --http PORT [--transport sse|streamable|both] [...]
 
   --name NAME          serverInfo.name [default: mcp-demo-server]
@@ -34,6 +34,9 @@ Usage: mcp-demo-server [--name NAME] [--init-delay-ms MS] [--no-init] [--strict]
   --legacy-only        no 2026-07-28 support: server/discover is unknown and
                        requests are served as in a legacy session
   --silent-discover    never answer server/discover
+  --era-lock           serve only the era of the first request, as the Python
+                       SDK 2.x does: once initialized, 2026-07-28 requests get
+                       -32600; after a 2026-07-28 request, initialize does
 
 HTTP mode (127.0.0.1 only; prints 'listening on http://127.0.0.1:PORT'):
   --http PORT          serve HTTP on PORT, 0 for a random one
@@ -94,6 +97,7 @@ fn main() {
             "--strict" => cfg.strict = true,
             "--legacy-only" => cfg.legacy_only = true,
             "--silent-discover" => cfg.silent_discover = true,
+            "--era-lock" => cfg.era_lock = true,
             "--http" => {
                 opts.port = args
                     .next()

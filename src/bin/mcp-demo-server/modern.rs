@@ -20,7 +20,16 @@
 //! listen stream ends: with a `complete` result, or with body `cancel`,
 //! with `notifications/cancelled` naming it, LC-42/LC-83), `modern-closed` (a JSON
 //! list of the ids whose client closed the connection before the response:
-//! the cancels of SX-10, after which the request is cancelled in the core).
+//! the cancels of SX-10, after which the request is cancelled in the core),
+//! `list-page-size` (body: how many tools each `tools/list` page holds,
+//! with an opaque `nextCursor` to the next; 0, the default, lists all at
+//! once; an unknown cursor gets -32602), `list-cursors` (a JSON list of the
+//! `params.cursor` of every modern `tools/list`, in order, null where it had
+//! none), `list-hold` (a `tools/list` with a cursor is never answered;
+//! only the client's close ends it), `list-fail` (body: an HTTP status that
+//! a `tools/list` with a cursor is answered with; 0 turns it off) and
+//! `list-loop` (the last page's `nextCursor` leads back to the first, so
+//! the listing never ends).
 //!
 //! Threads: none of its own. Each request runs on its connection's thread,
 //! which polls the socket while it waits, so that a client's close is seen
@@ -32,7 +41,7 @@ use mcp_proxy::jsonrpc::{self, Kind, Message};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +60,11 @@ pub struct State {
     break_next: AtomicBool,
     listeners: Mutex<Vec<(String, Sender<String>)>>,
     closed: Mutex<Vec<String>>,
+    page_size: AtomicUsize,
+    cursors: Mutex<Vec<Value>>,
+    hold_pages: AtomicBool,
+    fail_pages: AtomicU16,
+    loop_pages: AtomicBool,
 }
 
 /// The request, when the POST is a modern one.
@@ -67,6 +81,15 @@ pub fn admin(st: &State, knob: &str, body: &str) -> Option<String> {
     match knob {
         "header-rename" => st.renamed.store(true, Ordering::SeqCst),
         "break-modern" => st.break_next.store(true, Ordering::SeqCst),
+        "list-page-size" => st
+            .page_size
+            .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
+        "list-hold" => st.hold_pages.store(true, Ordering::SeqCst),
+        "list-fail" => st
+            .fail_pages
+            .store(body.trim().parse().unwrap_or(0), Ordering::SeqCst),
+        "list-loop" => st.loop_pages.store(true, Ordering::SeqCst),
+        "list-cursors" => return Some(json!(*st.cursors.lock().unwrap()).to_string()),
         "list-changed" => {
             for (id, tx) in st.listeners.lock().unwrap().iter() {
                 let n = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
@@ -190,11 +213,27 @@ pub fn post(st: &State, cfg: &core::Config, req: &Req, w: &mut Conn, msg: Messag
     let mut session = None;
     match msg.method().unwrap_or("") {
         "tools/list" => {
+            let cursor = &p["cursor"];
+            st.cursors.lock().unwrap().push(cursor.clone());
+            let fail = st.fail_pages.load(Ordering::SeqCst);
+            if fail != 0 && !cursor.is_null() {
+                let text = "demo: failing tools/list pages as asked".to_owned();
+                return respond(w, fail, "text/plain", text, &[]);
+            }
             let tools = core::modern_tools(st.renamed.load(Ordering::SeqCst));
-            let _ = tx.send(jsonrpc::result_reply(
-                &id,
-                &json!({"tools": tools}).to_string(),
-            ));
+            let size = st.page_size.load(Ordering::SeqCst);
+            let Some(mut page) = page(tools, cursor, size) else {
+                let text = "Invalid params: unknown cursor";
+                return refuse(w, jsonrpc::INVALID_PARAMS, text, None);
+            };
+            if size != 0 && page["nextCursor"].is_null() && st.loop_pages.load(Ordering::SeqCst) {
+                page["nextCursor"] = json!(cursor_at(0));
+            }
+            // A held page is never answered: the loop below waits for the
+            // client to close.
+            if cursor.is_null() || !st.hold_pages.load(Ordering::SeqCst) {
+                let _ = tx.send(jsonrpc::result_reply(&id, &page.to_string()));
+            }
         }
         "tools/call" if p["name"] == "mirror" => {
             let text = p["arguments"].to_string();
@@ -289,6 +328,39 @@ pub fn post(st: &State, cfg: &core::Config, req: &Req, w: &mut Conn, msg: Messag
             return;
         }
     }
+}
+
+/// What a `tools/list` cursor holds around the offset it leads to.
+const CURSOR: (&str, &str) = ("after \"", "\" «demo»");
+
+fn cursor_at(offset: usize) -> String {
+    format!("{}{offset}{}", CURSOR.0, CURSOR.1)
+}
+
+/// One page of a `tools/list` result: `size` tools from where `cursor`
+/// points (None when it points nowhere), with a `nextCursor` when more
+/// follow. The cursor holds a quote and non-ASCII, so that a client that
+/// does not send it back byte for byte is caught.
+fn page(tools: Vec<Value>, cursor: &Value, size: usize) -> Option<Value> {
+    let start = match cursor {
+        Value::Null => 0,
+        Value::String(c) => c
+            .strip_prefix(CURSOR.0)?
+            .strip_suffix(CURSOR.1)?
+            .parse::<usize>()
+            .ok()
+            .filter(|s| *s <= tools.len())?,
+        _ => return None,
+    };
+    if size == 0 {
+        return (start == 0).then(|| json!({ "tools": tools }));
+    }
+    let end = tools.len().min(start + size);
+    let mut r = json!({"tools": tools[start..end]});
+    if end < tools.len() {
+        r["nextCursor"] = json!(cursor_at(end));
+    }
+    Some(r)
 }
 
 fn chunk(w: &mut Conn, bytes: &[u8]) -> std::io::Result<()> {
