@@ -156,10 +156,13 @@ fn streamable_post_stream_hanging_up_cancels_its_call() {
 #[test]
 fn a_slow_reader_is_dropped_and_the_others_are_untouched() {
     let p = Proxy::start(&[]);
-    // A session whose stream nobody reads.
-    let c = send("GET", &format!("{}/sse", p.url), &[], None);
+    // A session whose stream nobody reads past its endpoint event (and
+    // which stays open: a closed one would be dropped for that instead).
+    let mut c = send("GET", &format!("{}/sse", p.url), &[], None);
     let endpoint = {
-        let raw = c.read_for(Duration::from_millis(500));
+        let raw = c.read_until("the endpoint event", |t| {
+            t.find("/messages/").is_some_and(|i| t[i..].contains('\n'))
+        });
         let start = raw.find("/messages/").expect("endpoint event");
         raw[start..].lines().next().unwrap().to_owned()
     };
@@ -183,6 +186,7 @@ fn a_slow_reader_is_dropped_and_the_others_are_untouched() {
     assert!(dropped, "the slow session was never dropped");
     other.post(&tool(json!(1), "echo", json!({"text": "still here"})));
     assert_eq!(text_of(&other.recv_response(&json!(1))), "still here");
+    drop(c);
 }
 
 #[test]

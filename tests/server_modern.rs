@@ -732,7 +732,10 @@ fn lc83_sx08_closing_a_listen_cancels_it_and_keepalives_flow() {
 
 #[test]
 fn st10_a_child_restart_ends_modern_exchanges_with_errors() {
-    let p = Proxy::start(&["--restart-backoff", "0.1"]);
+    // `post` returns with the reply's head, which for a call that sends
+    // nothing comes after a keepalive period: 1 s, well inside the test's
+    // read timeout, where the default 15 s left it 5 s on a busy machine.
+    let p = Proxy::start(&["--restart-backoff", "0.1", "--keepalive", "1"]);
     let url = mcp(&p);
     let l = listen(&url, json!("L"), json!({"toolsListChanged": true}));
     let _ack = l.next_json();

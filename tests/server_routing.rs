@@ -5,11 +5,12 @@
 mod common;
 mod server_support;
 
+use common::WAIT;
 use serde_json::{json, Value};
 use server_support::*;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SESSIONS: usize = 8;
 
@@ -165,6 +166,31 @@ fn eight_concurrent_sessions_each_get_exactly_their_own_messages() {
                 }
             }
             barrier.wait();
+            // What session 0's calls owe this session: one list_changed, the
+            // log message unless it asked for 'error' only, and the update of
+            // the URI it subscribed to. Each is on its way to every session
+            // by the time session 0 has its replies, but not necessarily
+            // here yet on a loaded machine: wait for them, then for a quiet
+            // spell in which a duplicate or a stray message would show.
+            let owed = [
+                ("notifications/tools/list_changed", 1),
+                ("notifications/message", usize::from(i != 1)),
+                (
+                    "notifications/resources/updated",
+                    usize::from(i % 2 == 0 || i == 3),
+                ),
+            ];
+            let deadline = Instant::now() + WAIT;
+            while owed
+                .iter()
+                .any(|(m, n)| rest.iter().filter(|v| v["method"] == *m).count() < *n)
+            {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match s.inbox.recv_timeout(left) {
+                    Ok(v) => rest.push(v),
+                    Err(_) => panic!("session {i}: phase 3 never brought {owed:?}; got {rest:?}"),
+                }
+            }
             rest.extend(s.drain_quiet(Duration::from_millis(700)));
             (i, got, progress, rest)
         }));

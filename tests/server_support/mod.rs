@@ -264,6 +264,29 @@ impl Conn {
         Sse { rx, sock }
     }
 
+    /// The raw bytes of the body up to the point where `done` holds on
+    /// them; fails after [`WAIT`] naming `what`. The connection stays open
+    /// and nothing more is read from it (for streams a test leaves unread).
+    pub fn read_until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if done(&text) {
+                return text;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {what} within {WAIT:?}; got {text:?}");
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            match self.reader.read(&mut buf) {
+                Ok(0) => panic!("the stream ended before {what}; got {text:?}"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("no {what} within {WAIT:?} ({e}); got {text:?}"),
+            }
+        }
+    }
+
     /// The raw bytes of the body received within `d` (for streams).
     pub fn read_for(mut self, d: Duration) -> String {
         self.sock.set_read_timeout(Some(d)).unwrap();

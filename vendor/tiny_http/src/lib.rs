@@ -157,6 +157,46 @@ pub(crate) fn refused(status: u16) {
 /// Patched for mcp-proxy (PATCHED.md, change 4): connections served at once.
 static MAX_CONNECTIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(usize::MAX);
+/// Patched for mcp-proxy: the first and the longest wait before accepting
+/// again after accept failed, or before trying again to duplicate a new
+/// connection's descriptor.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Patched for mcp-proxy: the read and write halves of a plain connection
+/// just accepted. Out of descriptors (EMFILE) for the second one, it waits
+/// for one (connections closing free them), as the accept loop does, rather
+/// than drop a connection already accepted; `None` once the server closes.
+fn connection_halves(
+    sock: Connection,
+    closing: &AtomicBool,
+) -> Option<(util::RefinedTcpStream, util::RefinedTcpStream)> {
+    let mut wait = Duration::ZERO;
+    loop {
+        match sock.try_clone() {
+            Ok(read) => {
+                if !wait.is_zero() {
+                    log::info!("accepting connections again");
+                }
+                return Some(util::RefinedTcpStream::from_halves(read, sock));
+            }
+            Err(e) => {
+                if closing.load(Relaxed) {
+                    return None;
+                }
+                if wait.is_zero() {
+                    log::error!("Error accepting new client: {}; retrying", e);
+                    wait = ACCEPT_BACKOFF_MIN;
+                } else {
+                    log::debug!("Error accepting new client: {}", e);
+                    wait = (wait * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+                thread::sleep(wait);
+            }
+        }
+    }
+}
+
 static LIVE_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Sets, for every server in the process, how many connections are read at
@@ -384,6 +424,9 @@ impl Server {
             let handler = inline.map(|(_, h)| h);
 
             log::debug!("Running accept thread");
+            // Patched for mcp-proxy: how long to wait before accepting again
+            // after accept failed (see below); zero while it succeeds.
+            let mut backoff = Duration::ZERO;
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
@@ -412,7 +455,13 @@ impl Server {
                         }
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => match connection_halves(sock, &inside_close_trigger) {
+                                Some(halves) => halves,
+                                None => {
+                                    LIVE_CONNECTIONS.fetch_sub(1, Relaxed);
+                                    continue;
+                                }
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -435,6 +484,10 @@ impl Server {
 
                 match new_client {
                     Ok(client) => {
+                        if !backoff.is_zero() {
+                            log::info!("accepting connections again");
+                            backoff = Duration::ZERO;
+                        }
                         let messages = inside_messages.clone();
                         let handler = handler.clone();
                         let mut client = Some(client);
@@ -463,10 +516,27 @@ impl Server {
                         }));
                     }
 
+                    // Patched for mcp-proxy: a failed accept is not the end
+                    // of the listener (upstream ended the accept thread here,
+                    // and the server never took a connection again). Out of
+                    // descriptors (EMFILE, ENFILE) or memory, the connections
+                    // already open must close before there is room: wait,
+                    // 5 ms at first and twice as long each time up to 1 s (as
+                    // Go's net/http does), then try again. Any other error
+                    // (a connection reset before it was accepted) is one
+                    // connection's and gets the same short wait.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        if inside_close_trigger.load(Relaxed) {
+                            break;
+                        }
+                        if backoff.is_zero() {
+                            log::error!("Error accepting new client: {}; retrying", e);
+                            backoff = ACCEPT_BACKOFF_MIN;
+                        } else {
+                            log::debug!("Error accepting new client: {}", e);
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                        }
+                        thread::sleep(backoff);
                     }
                 }
             }

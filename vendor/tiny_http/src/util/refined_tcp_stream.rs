@@ -89,6 +89,27 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
+    /// Patched for mcp-proxy: `new` for a plain connection whose descriptor
+    /// the caller has already duplicated (`read` from `write`), so that a
+    /// failure to duplicate (EMFILE) is the caller's to handle: `new`
+    /// panicked in the accept thread, which ended it and the listener.
+    pub(crate) fn from_halves(
+        read: Connection,
+        write: Connection,
+    ) -> (RefinedTcpStream, RefinedTcpStream) {
+        let read = RefinedTcpStream {
+            stream: Stream::Http(read),
+            close_read: true,
+            close_write: false,
+        };
+        let write = RefinedTcpStream {
+            stream: Stream::Http(write),
+            close_read: false,
+            close_write: true,
+        };
+        (read, write)
+    }
+
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
