@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -160,6 +160,7 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
     }
     let parent = unsafe { libc::getpid() };
     let death_read = death.as_ref().map(|(r, _)| r.as_raw_fd());
+    let nofile = CHILD_NOFILE.load(Ordering::Relaxed);
     // A supervisor SIGKILLed with us could not clean up its server's group
     // (grandchildren would survive): it gets its hard-kill request instead,
     // which it answers by SIGKILLing the group. Before it can handle that
@@ -190,6 +191,11 @@ pub fn spawn(spec: &ChildSpec) -> io::Result<(ChildProcess, Pipes)> {
             // The supervisor keeps the read end across exec.
             if let Some(fd) = death_read {
                 libc::fcntl(fd, libc::F_SETFD, 0);
+            }
+            // The open-files limit the proxy was started with: a server
+            // may use select(2), which breaks past 1024.
+            if nofile != u64::MAX {
+                set_nofile_soft(nofile);
             }
             Ok(())
         });
@@ -283,6 +289,80 @@ impl Drop for ChildProcess {
         if self.reaped.is_none() {
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The soft limit on open files the proxy was started with, when it raised
+/// it ([`raise_open_files_limit`]); `u64::MAX` when it did not.
+static CHILD_NOFILE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Highest soft limit on open files asked for: Linux's default `nr_open`
+/// (a hard limit of "unlimited" cannot be the soft one).
+const MAX_OPEN_FILES: u64 = 1 << 20;
+
+/// `struct rlimit64`, for the raw `prlimit64` system call.
+#[repr(C)]
+struct Rlimit64 {
+    cur: u64,
+    max: u64,
+}
+
+/// The process's open-files limit (soft, hard).
+fn nofile() -> Option<(u64, u64)> {
+    let mut old = Rlimit64 { cur: 0, max: 0 };
+    // SAFETY: prlimit64 on this process, reading into a valid struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE as libc::c_long,
+            std::ptr::null::<Rlimit64>(),
+            &mut old as *mut Rlimit64,
+        )
+    };
+    (rc == 0).then_some((old.cur, old.max))
+}
+
+/// Sets the soft open-files limit, keeping the hard one. A raw system call
+/// (async-signal-safe, so fine between fork and exec; musl's setrlimit
+/// signals every thread), and rlimits are per process on Linux.
+fn set_nofile_soft(soft: u64) -> bool {
+    let Some((_, max)) = nofile() else {
+        return false;
+    };
+    let new = Rlimit64 { cur: soft, max };
+    // SAFETY: prlimit64 on this process, from a valid struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE as libc::c_long,
+            &new as *const Rlimit64,
+            std::ptr::null_mut::<Rlimit64>(),
+        )
+    };
+    rc == 0
+}
+
+/// Raises the soft limit on open files to the hard one (at most
+/// [`MAX_OPEN_FILES`]), as Go programs and nginx's `worker_rlimit_nofile`
+/// do: every connection, stream and child pipe is a descriptor, and the
+/// usual soft limit of 1024 (systemd's default too) runs out at about 500
+/// clients, well below `--max-sessions`. Children get the old limit back.
+/// Call it once, before the proxy opens its listener.
+pub fn raise_open_files_limit() {
+    let Some((cur, max)) = nofile() else {
+        return;
+    };
+    let want = max.min(MAX_OPEN_FILES);
+    if cur >= want {
+        return;
+    }
+    if set_nofile_soft(want) {
+        CHILD_NOFILE.store(cur, Ordering::Relaxed);
+        log::debug!("open files: soft limit raised from {cur} to {want}");
+    } else {
+        log::debug!("open files: cannot raise the soft limit of {cur} to {want}; kept");
     }
 }
 

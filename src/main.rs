@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         }
     };
     logging::init(args.log_level);
+    // Per process, so before or after threads start; before anything opens.
+    child::raise_open_files_limit();
     if args.client_url().is_some() {
         client::run(&args)
     } else {

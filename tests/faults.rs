@@ -222,6 +222,40 @@ fn running_out_of_descriptors_does_not_stop_the_listener() {
     assert_eq!(text_of(&s.recv_response(&json!(2))), "alive");
 }
 
+/// A soft limit on open files below what the clients need (64 here; 1024,
+/// systemd's default, runs out at about 500 clients) is raised to the hard
+/// limit at start: 200 connections held open at once are all answered.
+/// The server gets the limit the proxy was started with back (a server
+/// using select(2) breaks past 1024).
+#[test]
+fn a_low_soft_open_files_limit_is_raised_and_the_child_keeps_the_old_one() {
+    let script = format!(
+        "ulimit -S -n 64 && exec {} --port 0 -- /bin/sh -c 'echo child-nofile=$(ulimit -S -n) >&2; exec {}'",
+        proxy_bin(),
+        demo_bin()
+    );
+    let mut proc = Proc::spawn("/bin/sh", &["-c", &script]);
+    let url = proc.listening_url();
+    let mut p = Proxy { proc, url };
+    p.wait_ready();
+    p.proc.wait_stderr("child-nofile=64", WAIT);
+    let host = p.url.strip_prefix("http://").unwrap().to_owned();
+    let mut conns: Vec<TcpStream> = (0..200)
+        .map(|i| TcpStream::connect(&host).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    for c in &mut conns {
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("write");
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("connection {i} of 200 open at once got no answer: {e}"));
+        assert_eq!(&head, b"HTTP/1.1 200", "connection {i}");
+    }
+}
+
 /// The port a process listens on, from /proc: the proxy's own stderr line
 /// cannot be read when stderr is /dev/full.
 fn listening_port(pid: u32) -> Option<u16> {
