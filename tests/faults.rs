@@ -18,12 +18,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const STREAMABLE: Kind = Kind::Streamable {
-    version: "2025-06-18",
-    json_only: false,
-    get: false,
-};
-
 fn child_pid(s: &mut Session, id: u64) -> i32 {
     s.post(&tool(json!(id), "whoami", json!({})));
     let v: Value = serde_json::from_str(&text_of(&s.recv_response(&json!(id)))).unwrap();
@@ -195,15 +189,7 @@ fn a_thousand_clients_at_once_get_served_or_a_clean_503() {
 /// connection again; PATCHED.md item 11.)
 #[test]
 fn running_out_of_descriptors_does_not_stop_the_listener() {
-    let script = format!(
-        "ulimit -n 64 && exec {} --port 0 -- {}",
-        proxy_bin(),
-        demo_bin()
-    );
-    let mut proc = Proc::spawn("/bin/sh", &["-c", &script]);
-    let url = proc.listening_url();
-    let p = Proxy { proc, url };
-    p.wait_ready();
+    let p = proxy_under_ulimit("-n 64", demo_bin());
     let host = p.url.strip_prefix("http://").unwrap().to_owned();
     // Well within the listen backlog, so every connect completes, and far
     // more than 64 descriptors' worth.
@@ -229,15 +215,11 @@ fn running_out_of_descriptors_does_not_stop_the_listener() {
 /// using select(2) breaks past 1024).
 #[test]
 fn a_low_soft_open_files_limit_is_raised_and_the_child_keeps_the_old_one() {
-    let script = format!(
-        "ulimit -S -n 64 && exec {} --port 0 -- /bin/sh -c 'echo child-nofile=$(ulimit -S -n) >&2; exec {}'",
-        proxy_bin(),
+    let server = format!(
+        "/bin/sh -c 'echo child-nofile=$(ulimit -S -n) >&2; exec {}'",
         demo_bin()
     );
-    let mut proc = Proc::spawn("/bin/sh", &["-c", &script]);
-    let url = proc.listening_url();
-    let mut p = Proxy { proc, url };
-    p.wait_ready();
+    let mut p = proxy_under_ulimit("-S -n 64", &server);
     p.proc.wait_stderr("child-nofile=64", WAIT);
     let host = p.url.strip_prefix("http://").unwrap().to_owned();
     let mut conns: Vec<TcpStream> = (0..200)
@@ -254,6 +236,17 @@ fn a_low_soft_open_files_limit_is_raised_and_the_child_keeps_the_old_one() {
             .unwrap_or_else(|e| panic!("connection {i} of 200 open at once got no answer: {e}"));
         assert_eq!(&head, b"HTTP/1.1 200", "connection {i}");
     }
+}
+
+/// The proxy in server mode in front of `server` (a shell command line),
+/// started by a shell that first runs `ulimit ARGS`; ready.
+fn proxy_under_ulimit(args: &str, server: &str) -> Proxy {
+    let script = format!("ulimit {args} && exec {} --port 0 -- {server}", proxy_bin());
+    let mut proc = Proc::spawn("/bin/sh", &["-c", &script]);
+    let url = proc.listening_url();
+    let p = Proxy { proc, url };
+    p.wait_ready();
+    p
 }
 
 /// The port a process listens on, from /proc: the proxy's own stderr line

@@ -130,16 +130,7 @@ fn legacy_client_hanging_up_cancels_its_calls_and_frees_the_session() {
 #[test]
 fn streamable_post_stream_hanging_up_cancels_its_call() {
     let p = Proxy::start(&["--keepalive", "1"]);
-    let mut b = Session::open(
-        &p.url,
-        Kind::Streamable {
-            version: "2025-06-18",
-            json_only: false,
-            get: false,
-        },
-        "b",
-        json!({}),
-    );
+    let mut b = Session::open(&p.url, STREAMABLE, "b", json!({}));
     b.post(&tool(json!(1), "slow", json!({"ms": 60000})));
     p.wait_status("a request in flight", |s| {
         s["servers"]["default"]["requests_in_flight"] == 1

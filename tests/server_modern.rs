@@ -97,16 +97,7 @@ fn rl02_rl03_a_modern_call_is_relayed_with_its_id_and_no_session() {
 fn sx40_a_session_id_on_a_modern_request_is_ignored_and_never_echoed() {
     let p = Proxy::start(&[]);
     let url = mcp(&p);
-    let mut legacy = Session::open(
-        &p.url,
-        Kind::Streamable {
-            version: "2025-06-18",
-            json_only: false,
-            get: false,
-        },
-        "legacy",
-        json!({}),
-    );
+    let mut legacy = Session::open(&p.url, STREAMABLE, "legacy", json!({}));
     let sid = legacy.session_id.clone().unwrap();
     // With the live session's id, and with one that names no session: the
     // `_meta` envelope decides, the request is served statelessly.

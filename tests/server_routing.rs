@@ -352,16 +352,7 @@ fn request_ids_come_back_byte_exact() {
 fn server_request_goes_to_the_only_busy_session_on_its_post_stream() {
     let proxy = Proxy::start(&[]);
     // No GET stream: the sampling request must come on the POST's stream.
-    let mut a = Session::open(
-        &proxy.url,
-        Kind::Streamable {
-            version: "2025-06-18",
-            json_only: false,
-            get: false,
-        },
-        "a",
-        json!({"sampling": {}}),
-    );
+    let mut a = Session::open(&proxy.url, STREAMABLE, "a", json!({"sampling": {}}));
     let _idle = Session::open(&proxy.url, Kind::Legacy, "idle", json!({"sampling": {}}));
     a.post(&tool(json!(1), "sample", json!({"prompt": "hi"})));
     let r = a.recv();

@@ -90,16 +90,7 @@ fn a_locked_server_serves_2026_07_28_from_a_sibling_while_legacy_sessions_go_on(
     // no second process either (lazy).
     assert_eq!(st["servers"]["default"]["serves_2026_07_28"], false, "{st}");
     assert!(st["servers"]["default"]["modern_sibling"].is_null(), "{st}");
-    let mut legacy = Session::open(
-        &p.url,
-        Kind::Streamable {
-            version: "2025-06-18",
-            json_only: false,
-            get: false,
-        },
-        "legacy",
-        json!({}),
-    );
+    let mut legacy = Session::open(&p.url, STREAMABLE, "legacy", json!({}));
     let main = legacy_whoami(&mut legacy, 2);
     // server/discover is answered by a process that serves 2026-07-28
     // (without the sibling: 404 with -32601, LC-22).
@@ -208,28 +199,12 @@ fn a_sibling_killed_mid_call_fails_that_call_and_is_restarted() {
 fn a_server_that_cannot_serve_2026_07_28_leaves_no_sibling_and_keeps_todays_answers() {
     let mut p = proxy(&[], &["--legacy-only"]);
     let url = mcp(&p);
-    let (status, v) = reply(post(
-        &url,
-        &modern(json!("d"), "server/discover", json!({})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone(), v["id"].clone()),
-        (404, json!(-32601), json!("d")),
-        "{v}"
-    );
+    discover_refused(&url);
     // A sibling was tried, found not to serve, and stopped.
     let sibling = logged_pid(&mut p, SIBLING_STARTED);
     wait_gone(sibling, "the sibling that cannot serve 2026-07-28");
     for id in ["a", "b", "c"] {
-        let (status, v) = reply(post(
-            &url,
-            &modern_call(json!(id), "echo", json!({"text": "x"})),
-        ));
-        assert_eq!(
-            (status, v["error"]["code"].clone(), v["id"].clone()),
-            (400, json!(-32022), json!(id)),
-            "{v}"
-        );
+        echo_refused(&url, id);
     }
     let starts = p.proc.stderr().matches(SIBLING_STARTED).count();
     assert_eq!(starts, 1, "tried once, not on every request");
@@ -248,24 +223,8 @@ fn a_server_that_cannot_serve_2026_07_28_leaves_no_sibling_and_keeps_todays_answ
 fn no_modern_sibling_keeps_the_refusals() {
     let p = proxy(&["--no-modern-sibling"], &["--era-lock"]);
     let url = mcp(&p);
-    let (status, v) = reply(post(
-        &url,
-        &modern(json!("d"), "server/discover", json!({})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (404, json!(-32601)),
-        "{v}"
-    );
-    let (status, v) = reply(post(
-        &url,
-        &modern_call(json!("e"), "echo", json!({"text": "x"})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (400, json!(-32022)),
-        "{v}"
-    );
+    discover_refused(&url);
+    echo_refused(&url, "e");
     assert!(!p.proc.stderr().contains("modern sibling"), "never started");
     let st = p.status();
     assert!(st["servers"]["default"]["modern_sibling"].is_null(), "{st}");
@@ -347,26 +306,14 @@ fn a_server_that_cannot_run_twice_keeps_todays_answers() {
     let cmd = format!("flock -n {} {} --era-lock", lock.display(), demo_bin());
     let mut p = proxy(&["--named-server", "once", &cmd], &[]);
     let url = format!("{}/servers/once/mcp", p.url);
-    let (status, v) = reply(post(
-        &url,
-        &modern_call(json!("e"), "echo", json!({"text": "x"})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone()),
-        (400, json!(-32022)),
-        "{v}"
-    );
+    echo_refused(&url, "e");
     let sibling = logged_pid(&mut p, SIBLING_STARTED);
     wait_gone(sibling, "the sibling that could not take the lock");
     p.proc.wait_stderr("before answering server/discover", WAIT);
     // The first process still serves its sessions.
     let mut s = Session::open(
         &format!("{}/servers/once", p.url),
-        Kind::Streamable {
-            version: "2025-06-18",
-            json_only: false,
-            get: false,
-        },
+        STREAMABLE,
         "legacy",
         json!({}),
     );
@@ -375,4 +322,30 @@ fn a_server_that_cannot_run_twice_keeps_todays_answers() {
     assert!(st["servers"]["once"]["modern_sibling"].is_null(), "{st}");
     assert_eq!(st["servers"]["once"]["restarts"], 0, "{st}");
     let _ = std::fs::remove_file(lock);
+}
+
+/// The proxy's own answer to `server/discover` for a server no process of
+/// which serves 2026-07-28: 404 with -32601, so dual-era clients fall back
+/// (LC-22).
+fn discover_refused(url: &str) {
+    let (status, v) = reply(post(url, &modern(json!("d"), "server/discover", json!({}))));
+    assert_eq!(
+        (status, v["error"]["code"].clone(), v["id"].clone()),
+        (404, json!(-32601), json!("d")),
+        "{v}"
+    );
+}
+
+/// Its answer to any other 2026-07-28 request there: 400 with -32022 and
+/// the request's id.
+fn echo_refused(url: &str, id: &str) {
+    let (status, v) = reply(post(
+        url,
+        &modern_call(json!(id), "echo", json!({"text": "x"})),
+    ));
+    assert_eq!(
+        (status, v["error"]["code"].clone(), v["id"].clone()),
+        (400, json!(-32022), json!(id)),
+        "{v}"
+    );
 }

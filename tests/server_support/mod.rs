@@ -574,6 +574,14 @@ impl Session {
     }
 }
 
+/// A Streamable HTTP session of revision 2025-06-18, replies as the proxy
+/// picks, no GET stream: the plain session most tests need.
+pub const STREAMABLE: Kind = Kind::Streamable {
+    version: "2025-06-18",
+    json_only: false,
+    get: false,
+};
+
 pub fn req(id: Value, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
