@@ -16,7 +16,7 @@
 #   make interop    official SDKs and reference servers through the proxy (tests/interop/README.md)
 #   make bench      ours beside the Python mcp-proxy and supergateway (benches/README.md)
 #   make fuzz       fuzz the parsers for FUZZ_SECONDS each (cargo-fuzz, nightly)
-#   make soak       (coming) long run with hang-ups, cancels and child kills (not in CI)
+#   make soak       long run with hang-ups, cancels and child kills (not in CI)
 #
 # install and uninstall never run cargo, so `sudo make install` after `make`
 # builds nothing as root.
