@@ -195,6 +195,38 @@ fn a_sibling_killed_mid_call_fails_that_call_and_is_restarted() {
     wait_gone(pid, "the killed sibling");
 }
 
+/// The main child crashing leaves the sibling serving: 2026-07-28 calls go
+/// on at the same process throughout, the legacy session's call in flight
+/// gets its error, and the restarted main child serves legacy sessions
+/// again without a second sibling being started.
+#[test]
+fn the_main_child_crashing_leaves_the_sibling_serving() {
+    let p = proxy(&[], &["--era-lock"]);
+    let url = mcp(&p);
+    let sib = modern_whoami(&url, "w1");
+    let mut legacy = Session::open(&p.url, STREAMABLE, "legacy", json!({}));
+    let main = legacy_whoami(&mut legacy, 2);
+    assert_ne!(sib["pid"], main["pid"], "{sib} {main}");
+    legacy.post(&tool(json!(3), "crash", json!({"code": 3})));
+    let r = legacy.recv_response(&json!(3));
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    // Served by the same sibling while the main child restarts, and after.
+    assert_eq!(modern_whoami(&url, "w2")["pid"], sib["pid"]);
+    let st = p.wait_status("the main child running again", |s| {
+        s["servers"]["default"]["state"] == "running" && s["servers"]["default"]["restarts"] == 1
+    });
+    let s = &st["servers"]["default"];
+    assert_eq!(s["modern_sibling"]["state"], "running", "{st}");
+    assert_eq!(s["modern_sibling"]["restarts"], 0, "{st}");
+    assert_eq!(s["serves_2026_07_28"], true, "{st}");
+    assert_eq!(modern_whoami(&url, "w3")["pid"], sib["pid"]);
+    let mut again = Session::open(&p.url, STREAMABLE, "again", json!({}));
+    let new_main = legacy_whoami(&mut again, 4);
+    assert_ne!(new_main["pid"], main["pid"], "a new main child");
+    assert_ne!(new_main["pid"], sib["pid"]);
+    assert_eq!(p.proc.stderr().matches(SIBLING_STARTED).count(), 1);
+}
+
 #[test]
 fn a_server_that_cannot_serve_2026_07_28_leaves_no_sibling_and_keeps_todays_answers() {
     let mut p = proxy(&[], &["--legacy-only"]);
