@@ -27,6 +27,18 @@ fn json_reply(c: Conn) -> (u16, Value) {
     (status, c.json())
 }
 
+/// The proxy's own answer to `server/discover` for a server that cannot
+/// serve 2026-07-28: 404 with -32601 and the id, so dual-era clients fall
+/// back to `initialize` (LC-22).
+fn discover_refused(url: &str) {
+    let (status, v) = json_reply(post(url, &modern(json!("d"), "server/discover", json!({}))));
+    assert_eq!(
+        (status, v["error"]["code"].clone(), v["id"].clone()),
+        (404, json!(-32601), json!("d")),
+        "{v}"
+    );
+}
+
 fn mcp(p: &Proxy) -> String {
     format!("{}/mcp", p.url)
 }
@@ -787,15 +799,7 @@ fn lc22_server_discover_is_relayed_and_a_legacy_child_makes_clients_fall_back() 
     let legacy = format!("{} --legacy-only", demo_bin());
     let p = Proxy::start(&["--named-server", "old", &legacy]);
     let url = format!("{}/servers/old/mcp", p.url);
-    let (status, v) = json_reply(post(
-        &url,
-        &modern(json!("d"), "server/discover", json!({})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone(), v["id"].clone()),
-        (404, json!(-32601), json!("d")),
-        "{v}"
-    );
+    discover_refused(&url);
     // Any other modern request is refused, naming the versions it does
     // speak (RL-11, SX-42), instead of a legacy-shaped answer.
     let (status, v) = json_reply(post(
@@ -854,15 +858,7 @@ fn st15_a_child_silent_on_discover_counts_as_legacy() {
     let silent = format!("{} --legacy-only --silent-discover", demo_bin());
     let mut p = Proxy::start(&["--init-timeout", "1", "--named-server", "quiet", &silent]);
     let url = format!("{}/servers/quiet/mcp", p.url);
-    let (status, v) = json_reply(post(
-        &url,
-        &modern(json!("d"), "server/discover", json!({})),
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].clone(), v["id"].clone()),
-        (404, json!(-32601), json!("d")),
-        "{v}"
-    );
+    discover_refused(&url);
     p.proc
         .wait_stderr("did not answer server/discover in time", common::WAIT);
     let (status, v) = json_reply(post(
