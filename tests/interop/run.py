@@ -218,7 +218,15 @@ class Run:
             argv += ["--errlog", LOGS / f"{label.replace('/', '_')}.stdio-stderr.log", "--", *target]
         else:
             argv += ["--url", target]
-        p = subprocess.Popen(
+        p = self.start_script(label, argv)
+        if not wait:
+            return p
+        return self.collect(label, p)
+
+    def start_script(self, label, argv):
+        """Start a scenario script in its own process group: PASS/FAIL lines
+        on stdout (read by collect), stderr to its log."""
+        return subprocess.Popen(
             [str(a) for a in argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -226,9 +234,6 @@ class Run:
             text=True,
             start_new_session=True,
         )
-        if not wait:
-            return p
-        return self.collect(label, p)
 
     def collect(self, label, p):
         timer = threading.Timer(SCENARIO_TIMEOUT_S, lambda: os.killpg(p.pid, signal.SIGKILL))
@@ -357,15 +362,7 @@ class Run:
             for mode in ("2026-07-28", "auto"):
                 label = f"client/modern-{mode}/sdk2"
                 argv = [PY["sdk2"], HERE / "modern_client.py", label, PROXY_CLIENT, url, mode]
-                p = subprocess.Popen(
-                    [str(a) for a in argv],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=open(LOGS / f"{label.replace('/', '_')}.scenario-stderr.log", "w"),
-                    text=True,
-                    start_new_session=True,
-                )
-                self.collect(label, p)
+                self.collect(label, self.start_script(label, argv))
 
         self.path("client-modern", client_modern)
 
@@ -444,15 +441,7 @@ class Run:
             label = f"server-modern/{name}/sdk2"
             argv = [PY["sdk2"], HERE / "server_mode_modern.py", "--label", label, "--url", base + "/mcp", "--child", kind]
             argv += ["--tool", tool, "--args", args, "--expect", expect]
-            p = subprocess.Popen(
-                [str(a) for a in argv],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=open(LOGS / f"{label.replace('/', '_')}.scenario-stderr.log", "w"),
-                text=True,
-                start_new_session=True,
-            )
-            self.collect(label, p)
+            self.collect(label, self.start_script(label, argv))
 
     # ---- conformance ----
 
